@@ -1,0 +1,197 @@
+#include "controlplane/control_plane.hpp"
+
+#include <fmt/format.h>
+
+#include "security/bundle_signing.hpp"
+#include "shared/core/log.hpp"
+
+namespace edge::controlplane {
+
+ControlPlane::ControlPlane(EventLoop& loop, const Clock& clock, store::Store& store,
+                           mqtt::MqttClient& mqtt, std::vector<security::PrivateKey> signing_keys,
+                           Settings settings)
+    : loop_(loop),
+      clock_(clock),
+      mqtt_(mqtt),
+      keys_(std::move(signing_keys)),
+      settings_(std::move(settings)),
+      registry_(store) {}
+
+ControlPlane::~ControlPlane() { stop(); }
+
+std::string ControlPlane::topic(const std::string& id, std::string_view leaf) const {
+    return fmt::format("{}/dev/{}/{}", settings_.topic_prefix, id, leaf);
+}
+
+Status ControlPlane::start() {
+    if (auto st = registry_.load(); !st) return fail(std::move(st.error()).wrap("load registry"));
+    auto fleet = compileFleet(settings_.fleet_dir);
+    if (!fleet) return fail(fleet.error());
+    auto report = apply(std::move(*fleet), false);
+    if (!report) return fail(report.error());
+    log::info("fleet {} loaded: {} devices, {} new bundles", report->revision,
+              fleet_.devices.size(), report->changed.size());
+
+    mqtt_.onMessage([this](const mqtt::Message& m) { onMessage(m); });
+    mqtt_.onConnectionChange([this](bool connected) {
+        if (!connected) {
+            log::warn("broker connection lost");
+            return;
+        }
+        // Retained messages may be gone (broker restarted without persistence): republish all.
+        log::info("broker connected; publishing {} bundles", fleet_.devices.size());
+        for (const auto& [id, spec] : fleet_.devices) publishDesired(id);
+    });
+    mqtt_.subscribe(fmt::format("{}/dev/+/status", settings_.topic_prefix), 1);
+    mqtt_.start();
+    refresh_timer_ = loop_.after(settings_.refresh_interval, [this] { refreshExpiring(); });
+    return {};
+}
+
+void ControlPlane::stop() {
+    refresh_timer_.reset();
+    mqtt_.stop();
+}
+
+Result<ReloadReport> ControlPlane::reload() {
+    auto fleet = compileFleet(settings_.fleet_dir);
+    if (!fleet) {
+        log::error("fleet reload refused, keeping {}: {}", fleet_.revision, fleet.error().what());
+        return fail(fleet.error());
+    }
+    auto report = apply(std::move(*fleet), false);
+    if (!report) return report;
+    log::info("fleet {} loaded: {} devices changed, {} removed", report->revision,
+              report->changed.size(), report->removed.size());
+    if (mqtt_.connected()) {
+        for (const auto& id : report->changed) publishDesired(id);
+    }
+    for (const auto& id : report->removed) {
+        // An empty retained message clears the device's desired topic on the broker.
+        (void)mqtt_.publish({topic(id, "desired"), "", 1, true});
+    }
+    return report;
+}
+
+Result<ReloadReport> ControlPlane::apply(CompiledFleet fleet, bool force_refresh) {
+    const auto now = clock_.unixSeconds();
+    const auto ttl = settings_.bundle_ttl.count();
+    std::map<std::string, DesiredRecord> changed;
+    for (auto& [id, content] : fleet.bundles) {
+        const auto digest = content.contentDigest();
+        const auto* current = registry_.desiredFor(id);
+        const bool stale = current != nullptr && current->expires_at - now < ttl / 2;
+        if (current != nullptr && current->content_digest == digest && !(force_refresh && stale)) {
+            continue;
+        }
+        content.version = current == nullptr ? 1 : current->version + 1;
+        content.issued_at = now;
+        content.expires_at = now + ttl;
+        auto jws = security::signBundle(content, keys_);
+        if (!jws) return fail(std::move(jws.error()).wrap(fmt::format("sign bundle for '{}'", id)));
+        changed[id] = DesiredRecord{content.version, digest, content.issued_at, content.expires_at,
+                                    std::move(*jws)};
+    }
+    // Persist before publishing: a crash after publish must not reuse a version number.
+    if (auto st = registry_.commitDesired(changed); !st) {
+        return fail(std::move(st.error()).wrap("store new bundle versions"));
+    }
+    ReloadReport report{fleet.revision, {}, {}};
+    for (const auto& [id, record] : changed) report.changed.push_back(id);
+    for (const auto& [id, spec] : fleet_.devices) {
+        if (!fleet.devices.contains(id)) report.removed.push_back(id);
+    }
+    fleet_ = std::move(fleet);
+    return report;
+}
+
+void ControlPlane::publishDesired(const std::string& id) {
+    const auto* record = registry_.desiredFor(id);
+    if (record == nullptr) return;
+    if (auto st = mqtt_.publish({topic(id, "desired"), record->jws, 1, true}); !st) {
+        log::warn("publish bundle v{} for '{}' deferred: {}", record->version, id, st.error().what());
+        return;
+    }
+    log::info("published bundle v{} for '{}'", record->version, id);
+}
+
+void ControlPlane::refreshExpiring() {
+    refresh_timer_ = loop_.after(settings_.refresh_interval, [this] { refreshExpiring(); });
+    auto report = apply(fleet_, true);
+    if (!report) {
+        log::error("re-issuing expiring bundles failed: {}", report.error().what());
+        return;
+    }
+    for (const auto& id : report->changed) publishDesired(id);
+}
+
+void ControlPlane::onMessage(const mqtt::Message& message) {
+    // edge/v1/dev/<id>/status
+    const auto prefix = settings_.topic_prefix + "/dev/";
+    if (!message.topic.starts_with(prefix) || !message.topic.ends_with("/status")) return;
+    const auto id = message.topic.substr(prefix.size(),
+                                         message.topic.size() - prefix.size() - 7);
+    if (!bundle::isValidDeviceId(id) || !fleet_.devices.contains(id)) return;
+    if (message.payload.empty()) return;
+    if (!registry_.applyStatus(id, message.payload)) {
+        log::warn("ignored malformed status from '{}'", id);
+    }
+}
+
+nlohmann::json ControlPlane::deviceJson(const std::string& id) const {
+    const auto& spec = fleet_.devices.at(id);
+    nlohmann::json j = {{"id", id}, {"group", spec.group}, {"labels", spec.labels}};
+    const auto* desired = registry_.desiredFor(id);
+    j["desired_version"] = desired ? nlohmann::json(desired->version) : nlohmann::json(nullptr);
+    const auto* reported = registry_.reportedFor(id);
+    if (reported == nullptr) {
+        j["applied_version"] = nullptr;
+        j["online"] = false;
+        j["last_seen"] = nullptr;
+        j["last_error"] = nullptr;
+        j["in_sync"] = false;
+        return j;
+    }
+    j["applied_version"] = reported->applied_version ? nlohmann::json(*reported->applied_version)
+                                                     : nlohmann::json(nullptr);
+    j["online"] = reported->online;
+    j["last_seen"] = reported->last_seen ? nlohmann::json(isoTime(reported->last_seen))
+                                         : nlohmann::json(nullptr);
+    j["last_error"] = reported->last_error;
+    j["in_sync"] = desired != nullptr && reported->applied_version == desired->version;
+    return j;
+}
+
+http::Response ControlPlane::handle(const http::Request& request) {
+    const auto json = [](int status, const nlohmann::json& body) {
+        return http::Response{status, "application/json", body.dump() + "\n"};
+    };
+    if (request.path == "/healthz") {
+        if (request.method != "GET") return http::errorResponse(405, "use GET");
+        return json(200, {{"status", "ok"}, {"broker_connected", mqtt_.connected()},
+                          {"fleet_revision", fleet_.revision}});
+    }
+    if (request.path == "/v1/devices") {
+        if (request.method != "GET") return http::errorResponse(405, "use GET");
+        auto devices = nlohmann::json::array();
+        for (const auto& [id, spec] : fleet_.devices) devices.push_back(deviceJson(id));
+        return json(200, {{"fleet_revision", fleet_.revision}, {"devices", devices}});
+    }
+    if (request.path.starts_with("/v1/devices/")) {
+        if (request.method != "GET") return http::errorResponse(405, "use GET");
+        const auto id = request.path.substr(12);
+        if (!fleet_.devices.contains(id)) return http::errorResponse(404, "no such device");
+        return json(200, deviceJson(id));
+    }
+    if (request.path == "/v1/reload") {
+        if (request.method != "POST") return http::errorResponse(405, "use POST");
+        auto report = reload();
+        if (!report) return http::errorResponse(422, report.error().what());
+        return json(200, {{"fleet_revision", report->revision},
+                          {"changed", report->changed},
+                          {"removed", report->removed}});
+    }
+    return http::errorResponse(404, "no such endpoint");
+}
+
+}  // namespace edge::controlplane

@@ -1,0 +1,146 @@
+// edgectl: the operator's CLI over the control plane's HTTP API.
+#include <chrono>
+#include <cstdlib>
+#include <thread>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "shared/http/http.hpp"
+
+namespace {
+
+using namespace edge;
+
+std::string cell(const nlohmann::json& j) {
+    if (j.is_null()) return "-";
+    if (j.is_string()) return j.get<std::string>();
+    if (j.is_boolean()) return j.get<bool>() ? "yes" : "no";
+    return j.dump();
+}
+
+std::string errorCell(const nlohmann::json& j) {
+    if (!j.is_object() || !j.contains("code")) return "-";
+    return cell(j["code"]);
+}
+
+void printTable(const nlohmann::json& body) {
+    std::vector<std::vector<std::string>> rows;
+    rows.push_back({"DEVICE", "GROUP", "DESIRED", "APPLIED", "SYNC", "ONLINE", "LAST SEEN", "ERROR"});
+    for (const auto& d : body.value("devices", nlohmann::json::array())) {
+        rows.push_back({cell(d["id"]), cell(d["group"]), cell(d["desired_version"]),
+                        cell(d["applied_version"]), cell(d["in_sync"]), cell(d["online"]),
+                        cell(d["last_seen"]), errorCell(d["last_error"])});
+    }
+    std::vector<std::size_t> widths(rows[0].size(), 0);
+    for (const auto& row : rows) {
+        for (std::size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+    }
+    for (const auto& row : rows) {
+        std::string line;
+        for (std::size_t i = 0; i < row.size(); ++i) {
+            line += row[i];
+            if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 2, ' ');
+        }
+        std::cout << line << "\n";
+    }
+}
+
+/// Calls the API; prints a clear message and returns nullopt on any failure.
+std::optional<nlohmann::json> call(const std::string& method, const std::string& server,
+                                   const std::string& path) {
+    auto response = http::request(method, server + path);
+    if (!response) {
+        std::cerr << "edgectl: cannot reach the control plane at " << server << ": "
+                  << response.error().what() << "\n";
+        return std::nullopt;
+    }
+    auto body = nlohmann::json::parse(response->body, nullptr, false);
+    if (response->status != 200) {
+        std::string message = response->body;
+        if (!body.is_discarded() && body.contains("error")) {
+            message = body["error"].value("message", message);
+        }
+        std::cerr << "edgectl: " << method << " " << path << ": HTTP " << response->status << ": "
+                  << message << "\n";
+        return std::nullopt;
+    }
+    if (body.is_discarded()) {
+        std::cerr << "edgectl: the control plane sent a body that is not JSON\n";
+        return std::nullopt;
+    }
+    return body;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"edgectl: operate an edge fleet through its control plane"};
+    app.require_subcommand(1);
+    const char* env_server = std::getenv("EDGECTL_SERVER");
+    std::string server = env_server ? env_server : "http://127.0.0.1:8080";
+    app.add_option("-s,--server", server, "control plane URL (or EDGECTL_SERVER)")
+        ->capture_default_str();
+
+    std::string output = "table";
+    auto* devices = app.add_subcommand("devices", "list devices: desired and applied versions");
+    devices->add_option("-o,--output", output, "table or json")
+        ->check(CLI::IsMember({"table", "json"}))
+        ->capture_default_str();
+    auto* reload = app.add_subcommand("reload", "re-read the fleet directory and publish changes");
+    int wait_seconds = 60;
+    auto* wait = app.add_subcommand("wait", "wait until every device applied its desired version");
+    wait->add_option("-t,--timeout", wait_seconds, "seconds")->capture_default_str();
+
+    CLI11_PARSE(app, argc, argv);
+    while (!server.empty() && server.back() == '/') server.pop_back();
+
+    if (*devices) {
+        auto body = call("GET", server, "/v1/devices");
+        if (!body) return 1;
+        if (output == "json") {
+            std::cout << body->dump(2) << "\n";
+        } else {
+            printTable(*body);
+        }
+        return 0;
+    }
+    if (*wait) {
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(wait_seconds);
+        std::size_t behind = 0;
+        while (true) {
+            auto response = http::request("GET", server + "/v1/devices");
+            if (response && response->status == 200) {
+                auto body = nlohmann::json::parse(response->body, nullptr, false);
+                if (!body.is_discarded()) {
+                    behind = 0;
+                    for (const auto& d : body.value("devices", nlohmann::json::array())) {
+                        if (!d.value("in_sync", false)) ++behind;
+                    }
+                    if (behind == 0) {
+                        std::cout << "all devices in sync\n";
+                        return 0;
+                    }
+                }
+            }
+            if (std::chrono::steady_clock::now() >= deadline) break;
+            std::this_thread::sleep_for(std::chrono::milliseconds(250));
+        }
+        std::cerr << "edgectl: timed out after " << wait_seconds << " s; " << behind
+                  << " devices not in sync\n";
+        return 1;
+    }
+    if (*reload) {
+        auto body = call("POST", server, "/v1/reload");
+        if (!body) return 1;
+        std::cout << "fleet " << body->value("fleet_revision", "") << ": "
+                  << (*body)["changed"].size() << " devices changed, " << (*body)["removed"].size()
+                  << " removed\n";
+        for (const auto& id : (*body)["changed"]) std::cout << "  changed " << id.get<std::string>() << "\n";
+        for (const auto& id : (*body)["removed"]) std::cout << "  removed " << id.get<std::string>() << "\n";
+        return 0;
+    }
+    return 0;
+}

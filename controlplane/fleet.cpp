@@ -1,0 +1,229 @@
+#include "controlplane/fleet.hpp"
+
+#include <charconv>
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include "security/crypto.hpp"
+#include "shared/core/fs.hpp"
+
+namespace edge::controlplane {
+namespace {
+
+constexpr std::size_t kMaxFileBytes = 4u << 20;
+
+nlohmann::json scalarToJson(const YAML::Node& node) {
+    const std::string& s = node.Scalar();
+    if (node.Tag() == "!") return s;  // quoted: always a string
+    if (s == "true" || s == "True") return true;
+    if (s == "false" || s == "False") return false;
+    if (s == "null" || s == "~" || s.empty()) return nullptr;
+    std::int64_t i = 0;
+    if (auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), i);
+        ec == std::errc{} && p == s.data() + s.size()) {
+        return i;
+    }
+    double d = 0;
+    if (auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), d);
+        ec == std::errc{} && p == s.data() + s.size()) {
+        return d;
+    }
+    return s;
+}
+
+nlohmann::json nodeToJson(const YAML::Node& node, int depth) {
+    if (depth > 64) throw YAML::Exception(node.Mark(), "nesting deeper than 64 levels");
+    switch (node.Type()) {
+        case YAML::NodeType::Map: {
+            auto obj = nlohmann::json::object();
+            for (const auto& kv : node) obj[kv.first.as<std::string>()] = nodeToJson(kv.second, depth + 1);
+            return obj;
+        }
+        case YAML::NodeType::Sequence: {
+            auto arr = nlohmann::json::array();
+            for (const auto& item : node) arr.push_back(nodeToJson(item, depth + 1));
+            return arr;
+        }
+        case YAML::NodeType::Scalar: return scalarToJson(node);
+        default: return nullptr;
+    }
+}
+
+void deepMerge(nlohmann::json& into, const nlohmann::json& from) {
+    for (const auto& [key, value] : from.items()) {
+        if (into.contains(key) && into[key].is_object() && value.is_object()) {
+            deepMerge(into[key], value);
+        } else {
+            into[key] = value;
+        }
+    }
+}
+
+std::unexpected<Error> fleetError(std::string message) {
+    return fail(SharedErrc::kConfig, std::move(message));
+}
+
+Result<std::vector<std::string>> stringList(const YAML::Node& node, const std::string& where) {
+    std::vector<std::string> out;
+    if (!node) return out;
+    if (!node.IsSequence()) return fleetError(fmt::format("{}: expected a list of paths", where));
+    for (const auto& item : node) {
+        if (!item.IsScalar()) return fleetError(fmt::format("{}: expected a list of paths", where));
+        out.push_back(item.Scalar());
+    }
+    return out;
+}
+
+class FleetReader {
+public:
+    explicit FleetReader(std::filesystem::path dir) : dir_(std::move(dir)) {}
+
+    Result<std::string> read(std::string_view relative) {
+        auto path = fs::resolveInside(dir_, relative);
+        if (!path) return fail(path.error());
+        auto text = fs::readFile(*path, kMaxFileBytes);
+        if (!text) return fail(text.error());
+        digest_input_ += fmt::format("{}\n{}\n{}\n", relative, text->size(), *text);
+        return text;
+    }
+
+    std::string revision() const { return "sha256:" + security::sha256Hex(digest_input_); }
+
+private:
+    std::filesystem::path dir_;
+    std::string digest_input_;
+};
+
+Result<GroupSpec> parseGroup(const std::string& name, const YAML::Node& node) {
+    const auto where = fmt::format("fleet.yaml: group '{}'", name);
+    if (!node.IsMap()) return fleetError(where + ": expected a mapping");
+    GroupSpec group{.name = name};
+    for (const auto& kv : node) {
+        const auto key = kv.first.as<std::string>();
+        if (key == "policies") {
+            auto list = stringList(kv.second, where + ": policies");
+            if (!list) return fail(list.error());
+            group.policies = std::move(*list);
+        } else if (key == "data") {
+            auto list = stringList(kv.second, where + ": data");
+            if (!list) return fail(list.error());
+            group.data = std::move(*list);
+        } else {
+            return fleetError(fmt::format("{}: unknown key '{}' (policies, data)", where, key));
+        }
+    }
+    return group;
+}
+
+Result<DeviceSpec> parseDevice(const std::string& id, const YAML::Node& node) {
+    const auto where = fmt::format("fleet.yaml: device '{}'", id);
+    if (!bundle::isValidDeviceId(id)) {
+        return fleetError(where + ": device ids are 1 to 64 of [A-Za-z0-9._-]");
+    }
+    if (!node.IsMap()) return fleetError(where + ": expected a mapping");
+    DeviceSpec device{.id = id};
+    for (const auto& kv : node) {
+        const auto key = kv.first.as<std::string>();
+        if (key == "group") {
+            device.group = kv.second.as<std::string>();
+        } else if (key == "labels") {
+            if (!kv.second.IsMap()) return fleetError(where + ": labels must be a mapping");
+            for (const auto& label : kv.second) {
+                device.labels[label.first.as<std::string>()] = label.second.as<std::string>();
+            }
+        } else {
+            return fleetError(fmt::format("{}: unknown key '{}' (group, labels)", where, key));
+        }
+    }
+    if (device.group.empty()) return fleetError(where + ": 'group' is required");
+    return device;
+}
+
+Result<CompiledFleet> compile(const std::filesystem::path& dir) {
+    FleetReader reader(dir);
+    auto text = reader.read("fleet.yaml");
+    if (!text) return fail(text.error());
+    YAML::Node root = YAML::Load(*text);
+    if (!root.IsMap()) return fleetError("fleet.yaml: expected a mapping with groups and devices");
+    for (const auto& kv : root) {
+        const auto key = kv.first.as<std::string>();
+        if (key != "groups" && key != "devices") {
+            return fleetError(fmt::format("fleet.yaml: unknown key '{}' (groups, devices)", key));
+        }
+    }
+
+    std::map<std::string, GroupSpec> groups;
+    for (const auto& kv : root["groups"]) {
+        auto group = parseGroup(kv.first.as<std::string>(), kv.second);
+        if (!group) return fail(group.error());
+        groups.emplace(group->name, std::move(*group));
+    }
+
+    // Each group's content is read once, however many devices share it.
+    std::map<std::string, bundle::Bundle> group_content;
+    for (const auto& [name, group] : groups) {
+        bundle::Bundle content;
+        for (const auto& policy : group.policies) {
+            if (!policy.ends_with(".rego")) {
+                return fleetError(fmt::format("group '{}': policy '{}' is not a .rego file", name, policy));
+            }
+            auto rego = reader.read(policy);
+            if (!rego) return fail(std::move(rego.error()).wrap(fmt::format("group '{}'", name)));
+            content.policies[policy] = std::move(*rego);
+        }
+        for (const auto& data_file : group.data) {
+            auto data_text = reader.read(data_file);
+            if (!data_text) return fail(std::move(data_text.error()).wrap(fmt::format("group '{}'", name)));
+            auto doc = yamlToJson(*data_text, data_file);
+            if (!doc) return fail(doc.error());
+            if (!doc->is_object()) {
+                return fleetError(fmt::format("{}: a data document must be a mapping", data_file));
+            }
+            deepMerge(content.data, *doc);
+        }
+        group_content.emplace(name, std::move(content));
+    }
+
+    CompiledFleet fleet;
+    for (const auto& kv : root["devices"]) {
+        auto device = parseDevice(kv.first.as<std::string>(), kv.second);
+        if (!device) return fail(device.error());
+        auto content = group_content.find(device->group);
+        if (content == group_content.end()) {
+            return fleetError(fmt::format("fleet.yaml: device '{}' names unknown group '{}'",
+                                          device->id, device->group));
+        }
+        bundle::Bundle b = content->second;
+        b.device_id = device->id;
+        fleet.bundles.emplace(device->id, std::move(b));
+        fleet.devices.emplace(device->id, std::move(*device));
+    }
+    fleet.revision = reader.revision();
+    for (auto& [id, b] : fleet.bundles) b.source = fleet.revision;
+    return fleet;
+}
+
+}  // namespace
+
+Result<nlohmann::json> yamlToJson(std::string_view text, const std::string& source) {
+    try {
+        return nodeToJson(YAML::Load(std::string(text)), 0);
+    } catch (const YAML::Exception& e) {
+        return fail(SharedErrc::kParse, fmt::format("{}:{}:{}: {}", source, e.mark.line + 1,
+                                                    e.mark.column + 1, e.msg));
+    }
+}
+
+Result<CompiledFleet> compileFleet(const std::filesystem::path& dir) {
+    try {
+        auto fleet = compile(dir);
+        if (!fleet) return fail(std::move(fleet.error()).wrap(fmt::format("fleet '{}'", dir.string())));
+        return fleet;
+    } catch (const YAML::Exception& e) {
+        return fail(SharedErrc::kConfig, fmt::format("fleet '{}': fleet.yaml:{}:{}: {}", dir.string(),
+                                                     e.mark.line + 1, e.mark.column + 1, e.msg));
+    }
+}
+
+}  // namespace edge::controlplane

@@ -1,0 +1,45 @@
+#pragma once
+// The fleet directory: what operators commit. Layout (docs/fleet.md):
+//   fleet.yaml            groups (policies and data files) and devices (group, labels)
+//   policies/*.rego       Rego modules, named by their path in the fleet
+//   data/*.yaml|*.json    data documents, deep-merged into the bundle's data
+// Every path in fleet.yaml is relative and must stay inside the fleet directory.
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "shared/bundle/bundle.hpp"
+#include "shared/core/error.hpp"
+
+namespace edge::controlplane {
+
+struct GroupSpec {
+    std::string name;
+    std::vector<std::string> policies;  // paths relative to the fleet dir
+    std::vector<std::string> data;
+};
+
+struct DeviceSpec {
+    std::string id;
+    std::string group;
+    std::map<std::string, std::string> labels;
+};
+
+/// Per device: the bundle content (policies, data) without version or times.
+struct CompiledFleet {
+    std::string revision;  // "sha256:…" over every file read
+    std::map<std::string, DeviceSpec> devices;
+    std::map<std::string, bundle::Bundle> bundles;  // device id -> content
+};
+
+/// Reads and validates the whole fleet; any problem fails the whole read with a message that
+/// names the file and the entry, so a bad commit is refused as a whole.
+[[nodiscard]] Result<CompiledFleet> compileFleet(const std::filesystem::path& dir);
+
+/// YAML (or JSON) text to JSON, with YAML's plain scalars typed (bool, null, int, float).
+[[nodiscard]] Result<nlohmann::json> yamlToJson(std::string_view text, const std::string& source);
+
+}  // namespace edge::controlplane

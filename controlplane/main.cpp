@@ -1,0 +1,219 @@
+// controlplane: `run` serves a fleet; `keygen` makes signing keys and the trust root for devices.
+#include <csignal>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <fmt/format.h>
+
+#include "controlplane/control_plane.hpp"
+#include "security/trust_root.hpp"
+#include "shared/core/config.hpp"
+#include "shared/core/fs.hpp"
+#include "shared/core/log.hpp"
+#include "shared/http/beast/beast_server.hpp"
+#include "shared/loop/asio/asio_event_loop.hpp"
+#include "shared/mqtt/paho/paho_client.hpp"
+#include "shared/store/lmdb/lmdb_store.hpp"
+
+namespace {
+
+using namespace edge;
+
+struct RunConfig {
+    controlplane::Settings settings;
+    std::filesystem::path state_dir;
+    std::string broker;
+    std::string client_id;
+    std::vector<std::filesystem::path> signing_keys;
+    std::string listen_host = "127.0.0.1";
+    int listen_port = 8080;
+    log::Level log_level = log::Level::kInfo;
+};
+
+Result<RunConfig> loadConfig(const std::filesystem::path& path) {
+    auto file = config::ConfigFile::load(path);
+    if (!file) return fail(file.error());
+    RunConfig c;
+    auto fleet = file->path("fleet_dir");
+    if (!fleet) return fail(fleet.error());
+    c.settings.fleet_dir = *fleet;
+    auto state = file->path("state_dir");
+    if (!state) return fail(state.error());
+    c.state_dir = *state;
+    auto broker = file->string("broker");
+    if (!broker) return fail(broker.error());
+    c.broker = *broker;
+    auto client_id = file->string("client_id", "controlplane");
+    if (!client_id) return fail(client_id.error());
+    c.client_id = *client_id;
+    auto prefix = file->string("topic_prefix", "edge/v1");
+    if (!prefix) return fail(prefix.error());
+    c.settings.topic_prefix = *prefix;
+    auto keys = file->strings("signing_keys");
+    if (!keys) return fail(keys.error());
+    for (const auto& k : *keys) {
+        std::filesystem::path p(k);
+        c.signing_keys.push_back(p.is_relative() ? path.parent_path() / p : p);
+    }
+    auto ttl = file->duration("bundle_ttl", std::chrono::hours(24 * 7));
+    if (!ttl) return fail(ttl.error());
+    if (*ttl < std::chrono::minutes(1)) {
+        return fail(SharedErrc::kConfig, fmt::format("{}: key 'bundle_ttl': at least 1m", path.string()));
+    }
+    c.settings.bundle_ttl = std::chrono::duration_cast<std::chrono::seconds>(*ttl);
+    auto refresh = file->duration("refresh_interval", std::chrono::minutes(1));
+    if (!refresh) return fail(refresh.error());
+    c.settings.refresh_interval = *refresh;
+    auto listen = file->string("http.listen", "127.0.0.1:8080");
+    if (!listen) return fail(listen.error());
+    const auto colon = listen->rfind(':');
+    int port = -1;
+    if (colon != std::string::npos) {
+        try {
+            port = std::stoi(listen->substr(colon + 1));
+        } catch (...) {
+            port = -1;
+        }
+    }
+    if (colon == std::string::npos || port < 0 || port > 65535) {
+        return fail(SharedErrc::kConfig,
+                    fmt::format("{}: key 'http.listen': expected host:port, got '{}'", path.string(), *listen));
+    }
+    c.listen_host = listen->substr(0, colon);
+    c.listen_port = port;
+    auto level = file->string("log_level", "info");
+    if (!level) return fail(level.error());
+    auto parsed_level = log::parseLevel(*level);
+    if (!parsed_level) {
+        return fail(SharedErrc::kConfig, fmt::format("{}: key 'log_level': {}", path.string(),
+                                                     parsed_level.error().message()));
+    }
+    c.log_level = *parsed_level;
+    if (auto st = file->finish(); !st) return fail(st.error());
+    return c;
+}
+
+int run(const std::filesystem::path& config_path) {
+    auto cfg = loadConfig(config_path);
+    if (!cfg) {
+        std::cerr << "controlplane: " << cfg.error().what() << "\n";
+        return 2;
+    }
+    log::init("controlplane", cfg->log_level);
+    std::vector<security::PrivateKey> keys;
+    for (const auto& path : cfg->signing_keys) {
+        auto key = security::PrivateKey::loadFile(path);
+        if (!key) {
+            std::cerr << "controlplane: signing key " << path << ": " << key.error().what() << "\n";
+            return 2;
+        }
+        keys.push_back(std::move(*key));
+    }
+    auto store = store::LmdbStore::open(cfg->state_dir / "db");
+    if (!store) {
+        std::cerr << "controlplane: " << store.error().what() << "\n";
+        return 1;
+    }
+    AsioEventLoop loop;
+    SystemClock clock;
+    mqtt::Options mqtt_options;
+    mqtt_options.server_uri = cfg->broker;
+    mqtt_options.client_id = cfg->client_id;
+    mqtt::PahoMqttClient mqtt(loop, clock, mqtt_options);
+    controlplane::ControlPlane cp(loop, clock, **store, mqtt, std::move(keys), cfg->settings);
+    if (auto st = cp.start(); !st) {
+        std::cerr << "controlplane: " << st.error().what() << "\n";
+        return 1;
+    }
+    http::BeastHttpServer server(loop, [&cp](const http::Request& r) { return cp.handle(r); });
+    auto port = server.listen(cfg->listen_host, cfg->listen_port);
+    if (!port) {
+        std::cerr << "controlplane: " << port.error().what() << "\n";
+        return 1;
+    }
+    log::info("HTTP API on http://{}:{}", cfg->listen_host, *port);
+
+    boost::asio::signal_set signals(loop.context(), SIGINT, SIGTERM, SIGHUP);
+    std::function<void(const boost::system::error_code&, int)> on_signal =
+        [&](const boost::system::error_code& ec, int sig) {
+            if (ec) return;
+            if (sig == SIGHUP) {
+                (void)cp.reload();
+                signals.async_wait(on_signal);
+                return;
+            }
+            log::info("stopping on signal {}", sig);
+            server.stop();
+            cp.stop();
+            loop.stop();
+        };
+    signals.async_wait(on_signal);
+    loop.run();
+    return 0;
+}
+
+int keygen(const std::filesystem::path& dir, const std::string& alg_name, int count,
+           int threshold) {
+    auto alg = security::algorithmFromName(alg_name);
+    if (!alg) {
+        std::cerr << "controlplane keygen: " << alg.error().what() << "\n";
+        return 2;
+    }
+    if (count < 1 || threshold < 1 || threshold > count) {
+        std::cerr << "controlplane keygen: need 1 <= threshold <= count\n";
+        return 2;
+    }
+    std::filesystem::create_directories(dir);
+    std::vector<security::PublicKey> publics;
+    for (int i = 1; i <= count; ++i) {
+        auto key = security::PrivateKey::generate(*alg);
+        if (!key) {
+            std::cerr << "controlplane keygen: " << key.error().what() << "\n";
+            return 1;
+        }
+        const auto path = dir / fmt::format("targets-{}.key.pem", i);
+        if (std::filesystem::exists(path)) {
+            std::cerr << "controlplane keygen: " << path << " exists; refusing to overwrite\n";
+            return 1;
+        }
+        if (auto st = key->saveFile(path); !st) {
+            std::cerr << "controlplane keygen: " << st.error().what() << "\n";
+            return 1;
+        }
+        publics.push_back(key->publicKey());
+        std::cout << "wrote " << path.string() << "\n";
+    }
+    const auto root = security::TrustRoot::create(publics, static_cast<std::uint32_t>(threshold));
+    const auto root_path = dir / "trust-root.json";
+    if (auto st = fs::writeFileAtomic(root_path, root.toJson() + "\n"); !st) {
+        std::cerr << "controlplane keygen: " << st.error().what() << "\n";
+        return 1;
+    }
+    std::cout << "wrote " << root_path.string() << " (threshold " << threshold << ")\n";
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"edge control plane: fleet directory -> signed bundles over MQTT"};
+    app.require_subcommand(1);
+    std::filesystem::path config_path;
+    auto* run_cmd = app.add_subcommand("run", "serve the fleet");
+    run_cmd->add_option("-c,--config", config_path, "config file (docs/config.md)")->required();
+
+    std::filesystem::path key_dir;
+    std::string alg = "ed25519";
+    int count = 1;
+    int threshold = 1;
+    auto* keygen_cmd = app.add_subcommand("keygen", "generate targets signing keys and a trust root");
+    keygen_cmd->add_option("-d,--dir", key_dir, "output folder")->required();
+    keygen_cmd->add_option("--alg", alg, "ed25519 or es256")->capture_default_str();
+    keygen_cmd->add_option("--count", count, "number of keys")->capture_default_str();
+    keygen_cmd->add_option("--threshold", threshold, "signatures required")->capture_default_str();
+
+    CLI11_PARSE(app, argc, argv);
+    if (*run_cmd) return run(config_path);
+    return keygen(key_dir, alg, count, threshold);
+}

@@ -1,0 +1,162 @@
+#include "edged/agent.hpp"
+
+#include <fmt/format.h>
+
+#include "security/bundle_signing.hpp"
+#include "security/crypto.hpp"
+#include "security/errors.hpp"
+#include "shared/core/log.hpp"
+
+namespace edge::edged {
+
+std::string offlineWill(const std::string& device_id) {
+    return nlohmann::json{{"device", device_id}, {"state", "offline"}}.dump();
+}
+
+std::string errorCodeName(const Error& error) {
+    if (error.code().category() == security::securityCategory()) {
+        switch (static_cast<security::SecurityErrc>(error.code().value())) {
+            case security::SecurityErrc::kMalformed: return "malformed";
+            case security::SecurityErrc::kBadSignature: return "bad_signature";
+            case security::SecurityErrc::kThresholdNotMet: return "threshold_not_met";
+            case security::SecurityErrc::kWrongDevice: return "wrong_device";
+            case security::SecurityErrc::kStaleVersion: return "stale_version";
+            case security::SecurityErrc::kExpired: return "expired";
+            case security::SecurityErrc::kKey:
+            case security::SecurityErrc::kCrypto:
+            case security::SecurityErrc::kTrustRoot: return "security";
+        }
+    }
+    if (error.code() == SharedErrc::kStore) return "store";
+    return "internal";
+}
+
+EdgeAgent::EdgeAgent(const Clock& clock, store::Store& store, mqtt::MqttClient* mqtt,
+                     security::TrustRoot trust_root, AgentSettings settings)
+    : clock_(clock),
+      store_(store),
+      mqtt_(mqtt),
+      trust_root_(std::move(trust_root)),
+      settings_(std::move(settings)) {}
+
+Status EdgeAgent::load() {
+    auto applied = loadApplied(store_);
+    if (!applied) return fail(std::move(applied.error()).wrap("load applied state"));
+    applied_ = std::move(*applied);
+    if (applied_) {
+        log::info("applied bundle v{} ({}) loaded from the store", applied_->version,
+                  applied_->bundle_digest);
+    } else {
+        log::info("no bundle applied yet");
+    }
+    return {};
+}
+
+void EdgeAgent::start() {
+    if (mqtt_ == nullptr) {
+        log::info("no broker configured: running offline on the stored state");
+        return;
+    }
+    const auto desired = fmt::format("{}/dev/{}/desired", settings_.topic_prefix, settings_.device_id);
+    mqtt_->onMessage([this, desired](const mqtt::Message& message) {
+        if (message.topic != desired) return;
+        if (message.payload.empty()) return;  // cleared by the control plane
+        if (auto st = handleDesired(message.payload); !st) {
+            log::warn("bundle rejected: {}", st.error().what());
+        }
+    });
+    mqtt_->onConnectionChange([this](bool connected) {
+        if (connected) {
+            log::info("connected to the broker");
+            publishStatus();
+        } else {
+            log::warn("broker connection lost; enforcing the stored state");
+        }
+    });
+    mqtt_->subscribe(desired, 1);
+    mqtt_->start();
+}
+
+void EdgeAgent::stop() {
+    if (mqtt_ == nullptr) return;
+    if (mqtt_->connected()) {
+        const auto topic = fmt::format("{}/dev/{}/status", settings_.topic_prefix, settings_.device_id);
+        (void)mqtt_->publish({topic, statusJson(false).dump(), 1, true});
+    }
+    mqtt_->stop();
+}
+
+Status EdgeAgent::handleDesired(std::string_view payload) {
+    security::VerifyContext ctx{settings_.device_id, applied_ ? applied_->version : 0,
+                                clock_.unixSeconds()};
+    auto verified = security::verifyBundle(payload, trust_root_, ctx);
+    if (!verified) {
+        // The retained bundle we already applied comes back on every reconnect: not an error.
+        if (applied_ && verified.error().code() == security::SecurityErrc::kStaleVersion) {
+            auto again = security::verifyBundle(
+                payload, trust_root_,
+                {settings_.device_id, applied_->version - 1, clock_.unixSeconds()});
+            if (again && "sha256:" + security::sha256Hex(bundle::toJson(*again)) ==
+                             applied_->bundle_digest) {
+                return {};
+            }
+        }
+        auto err = std::move(verified.error()).wrap("verify bundle");
+        last_error_ = RejectInfo{errorCodeName(err), err.what(), clock_.unixSeconds()};
+        publishStatus();
+        return fail(std::move(err));
+    }
+    const auto& b = *verified;
+    AppliedState next;
+    next.version = b.version;
+    next.bundle_digest = "sha256:" + security::sha256Hex(bundle::toJson(b));
+    next.source = b.source;
+    next.applied_at = clock_.unixSeconds();
+    next.expires_at = b.expires_at;
+    for (const auto& [name, text] : b.policies) next.policies.push_back(name);
+    if (auto st = commitApply(store_, b, payload, next); !st) {
+        auto err = std::move(st.error()).wrap("store bundle");
+        last_error_ = RejectInfo{errorCodeName(err), err.what(), clock_.unixSeconds()};
+        publishStatus();
+        return fail(std::move(err));
+    }
+    applied_ = std::move(next);
+    last_error_.reset();
+    log::info("applied bundle v{} ({}, {} policies)", applied_->version, applied_->bundle_digest,
+              applied_->policies.size());
+    publishStatus();
+    return {};
+}
+
+nlohmann::json EdgeAgent::statusJson(bool online) const {
+    nlohmann::json j = {{"device", settings_.device_id},
+                        {"state", online ? "online" : "offline"},
+                        {"time", clock_.unixSeconds()}};
+    if (applied_) {
+        j["applied_version"] = applied_->version;
+        j["bundle_digest"] = applied_->bundle_digest;
+        j["source"] = applied_->source;
+        j["applied_at"] = applied_->applied_at;
+        j["expires_at"] = applied_->expires_at;
+    } else {
+        j["applied_version"] = nullptr;
+    }
+    if (last_error_) {
+        j["last_error"] = {{"code", last_error_->code},
+                           {"message", last_error_->message},
+                           {"at", last_error_->at}};
+    } else {
+        j["last_error"] = nullptr;
+    }
+    return j;
+}
+
+void EdgeAgent::publishStatus() {
+    if (mqtt_ == nullptr || !mqtt_->connected()) return;  // republished on connect
+    const auto topic = fmt::format("{}/dev/{}/status", settings_.topic_prefix, settings_.device_id);
+    if (auto st = mqtt_->publish({topic, statusJson(true).dump(), 1, true}); !st) {
+        log::warn("status not published: {}", st.error().what());
+    }
+}
+
+}  // namespace edge::edged

@@ -1,0 +1,67 @@
+#pragma once
+// EdgeAgent: edged's core. Loads its state from the store before any network, verifies each
+// bundle from its desired topic against the trust root, applies it in one transaction, and
+// reports on its status topic. Works with no broker at all (mqtt may be null).
+// Lives on the event loop thread.
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "edged/local_state.hpp"
+#include "security/trust_root.hpp"
+#include "shared/core/clock.hpp"
+#include "shared/mqtt/client.hpp"
+#include "shared/store/store.hpp"
+
+namespace edge::edged {
+
+struct AgentSettings {
+    std::string device_id;
+    std::string topic_prefix = "edge/v1";
+};
+
+/// Why the last bundle was refused; reported on status, never stored.
+struct RejectInfo {
+    std::string code;  // "bad_signature", "wrong_device", "stale_version", "expired", …
+    std::string message;
+    std::int64_t at = 0;
+};
+
+class EdgeAgent {
+public:
+    EdgeAgent(const Clock& clock, store::Store& store, mqtt::MqttClient* mqtt,
+              security::TrustRoot trust_root, AgentSettings settings);
+
+    /// Reads the applied state from the store. Call before start().
+    [[nodiscard]] Status load();
+    /// Subscribes to the desired topic and starts the MQTT session (when there is one).
+    void start();
+    /// Publishes an offline status (Paho drops the will on a clean disconnect) and stops.
+    void stop();
+
+    /// Verifies and applies one desired-topic payload. An error changes nothing.
+    [[nodiscard]] Status handleDesired(std::string_view payload);
+
+    [[nodiscard]] const std::optional<AppliedState>& applied() const { return applied_; }
+    [[nodiscard]] nlohmann::json statusJson(bool online) const;
+
+private:
+    void publishStatus();
+
+    const Clock& clock_;
+    store::Store& store_;
+    mqtt::MqttClient* mqtt_;
+    security::TrustRoot trust_root_;
+    AgentSettings settings_;
+    std::optional<AppliedState> applied_;
+    std::optional<RejectInfo> last_error_;
+};
+
+/// The status topic's last will: offline, nothing else known.
+[[nodiscard]] std::string offlineWill(const std::string& device_id);
+/// The stable name of an error code for status reports ("stale_version").
+[[nodiscard]] std::string errorCodeName(const Error& error);
+
+}  // namespace edge::edged

@@ -1,0 +1,40 @@
+#pragma once
+// edged's state in its store (LMDB). Layout:
+//   db "state"    key "applied" -> AppliedState as JSON
+//   db "bundle"   key "jws"     -> the signed bundle as received (re-verifiable)
+//                 key "payload" -> the verified payload JSON
+//   db "policies" key <file>    -> Rego source of each active policy
+// An apply writes all of it in one transaction: a crash leaves the old state or the new one.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "shared/bundle/bundle.hpp"
+#include "shared/core/error.hpp"
+#include "shared/store/store.hpp"
+
+namespace edge::edged {
+
+struct AppliedState {
+    std::uint64_t version = 0;
+    std::string bundle_digest;  // "sha256:" of the verified payload
+    std::string source;
+    std::int64_t applied_at = 0;
+    std::int64_t expires_at = 0;
+    std::vector<std::string> policies;
+};
+
+[[nodiscard]] nlohmann::json toJson(const AppliedState& state);
+
+/// The applied state, or nullopt when nothing was ever applied.
+[[nodiscard]] Result<std::optional<AppliedState>> loadApplied(const store::Store& store);
+/// The payload of the applied bundle.
+[[nodiscard]] Result<std::optional<bundle::Bundle>> loadBundle(const store::Store& store);
+/// Stores bundle, policies and the new state in one durable transaction.
+[[nodiscard]] Status commitApply(store::Store& store, const bundle::Bundle& bundle,
+                                 std::string_view jws, const AppliedState& state);
+
+}  // namespace edge::edged

@@ -1,0 +1,127 @@
+#include "tests/integration/fleet_harness.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <fstream>
+
+#include <fmt/format.h>
+
+#include "security/crypto.hpp"
+#include "shared/core/fs.hpp"
+#include "shared/http/http.hpp"
+#include "tests/support/ports.hpp"
+
+namespace edge::test {
+
+std::filesystem::path binary(std::string_view name) {
+    return std::filesystem::path(EDGE_TEST_BIN_DIR) / name;
+}
+
+namespace {
+void writeText(const std::filesystem::path& path, const std::string& text) {
+    std::ofstream(path, std::ios::trunc) << text;
+}
+}  // namespace
+
+FleetHarness::FleetHarness() : broker(dir / "broker"), http_port(freePort()) {
+    std::filesystem::copy(std::filesystem::path(EDGE_TEST_SOURCE_DIR) / "deploy/examples/fleet",
+                          dir / "fleet", std::filesystem::copy_options::recursive);
+    auto keygen = runCommand({binary("controlplane").string(), "keygen", "--dir", (dir / "keys").string()});
+    REQUIRE(keygen.exit_code == 0);
+    writeText(dir / "controlplane.yaml",
+              fmt::format("fleet_dir: fleet\nstate_dir: state/cp\nbroker: {}\n"
+                          "signing_keys: [keys/targets-1.key.pem]\nlog_level: debug\n"
+                          "http:\n  listen: 127.0.0.1:{}\n",
+                          broker.uri(), http_port));
+    for (const auto* id : {"edge-1", "edge-2", "edge-3"}) {
+        writeText(dir / fmt::format("{}.yaml", id),
+                  fmt::format("device_id: {}\nbroker: {}\ntrust_root: keys/trust-root.json\n"
+                              "state_dir: state/{}\nlog_level: debug\n"
+                              "reconnect:\n  min: 200ms\n  max: 1s\n",
+                              id, broker.uri(), id));
+    }
+    startControlPlane();
+}
+
+void FleetHarness::startControlPlane() {
+    controlplane.reset();
+    controlplane.emplace(Process::spawn(
+        {binary("controlplane").string(), "run", "--config", (dir / "controlplane.yaml").string()},
+        dir / "controlplane.log"));
+    REQUIRE(waitUntil([&] { return !devices().is_null(); }, std::chrono::seconds(15)));
+}
+
+void FleetHarness::startDevice(const std::string& id) {
+    devices_.erase(id);
+    devices_.emplace(id, Process::spawn({binary("edged").string(), "run", "--config",
+                                         (dir / fmt::format("{}.yaml", id)).string()},
+                                        dir / fmt::format("{}.log", id)));
+}
+
+void FleetHarness::startAllDevices() {
+    for (const auto* id : {"edge-1", "edge-2", "edge-3"}) startDevice(id);
+}
+
+void FleetHarness::killDevice(const std::string& id) {
+    auto it = devices_.find(id);
+    REQUIRE(it != devices_.end());
+    it->second.kill();
+    devices_.erase(it);
+}
+
+std::string FleetHarness::server() const { return fmt::format("http://127.0.0.1:{}", http_port); }
+
+nlohmann::json FleetHarness::devices() const {
+    auto res = http::request("GET", server() + "/v1/devices", {}, {std::chrono::seconds(2)});
+    if (!res || res->status != 200) return nullptr;
+    auto body = nlohmann::json::parse(res->body, nullptr, false);
+    return body.is_discarded() ? nlohmann::json(nullptr) : body;
+}
+
+nlohmann::json FleetHarness::device(const std::string& id) const {
+    const auto all = devices();
+    if (all.is_null()) return nullptr;
+    for (const auto& d : all["devices"]) {
+        if (d["id"] == id) return d;
+    }
+    return nullptr;
+}
+
+bool FleetHarness::waitConverged(std::chrono::milliseconds timeout) const {
+    return waitUntil(
+        [&] {
+            const auto all = devices();
+            if (all.is_null()) return false;
+            for (const auto& d : all["devices"]) {
+                if (!d.value("in_sync", false)) return false;
+            }
+            return true;
+        },
+        timeout, std::chrono::milliseconds(100));
+}
+
+nlohmann::json FleetHarness::localStatus(const std::string& id) const {
+    auto res = runCommand({binary("edged").string(), "status", "--json", "--config",
+                           (dir / fmt::format("{}.yaml", id)).string()});
+    INFO(res.err);
+    REQUIRE(res.exit_code == 0);
+    return nlohmann::json::parse(res.out);
+}
+
+std::string FleetHarness::dbDigest(const std::string& id) const {
+    auto data = fs::readFile(dir / "state" / id / "db" / "data.mdb", 1u << 30);
+    REQUIRE(data);
+    return security::sha256Hex(*data);
+}
+
+void FleetHarness::publishDesired(const std::string& id, const std::string& payload) const {
+    const auto file = dir / "payload.json";
+    writeText(file, payload);
+    auto res = runCommand({"/usr/bin/mosquitto_pub", "-h", "127.0.0.1", "-p",
+                           std::to_string(broker.port()), "-q", "1", "-r", "-t",
+                           fmt::format("edge/v1/dev/{}/desired", id), "-f", file.string()});
+    INFO(res.err);
+    REQUIRE(res.exit_code == 0);
+}
+
+}  // namespace edge::test

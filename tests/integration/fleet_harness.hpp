@@ -1,0 +1,46 @@
+#pragma once
+// A whole local fleet for integration tests: a real mosquitto on a free port, the real
+// controlplane and edged programs as child processes, real LMDB files in a temp dir.
+#include <map>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/support/mosquitto.hpp"
+#include "tests/support/process.hpp"
+#include "tests/support/temp_dir.hpp"
+
+namespace edge::test {
+
+class FleetHarness {
+public:
+    /// Copies the example fleet, generates keys, starts the broker and the control plane.
+    FleetHarness();
+    void startControlPlane();
+    void startDevice(const std::string& id);
+    void killDevice(const std::string& id);  // SIGKILL
+    void startAllDevices();
+
+    /// GET /v1/devices, parsed; null on any failure.
+    [[nodiscard]] nlohmann::json devices() const;
+    [[nodiscard]] nlohmann::json device(const std::string& id) const;
+    /// Waits until every device reports its desired version.
+    [[nodiscard]] bool waitConverged(std::chrono::milliseconds timeout) const;
+    /// `edged status --json` of a device, run as its own process.
+    [[nodiscard]] nlohmann::json localStatus(const std::string& id) const;
+    /// SHA-256 of a device's LMDB data file.
+    [[nodiscard]] std::string dbDigest(const std::string& id) const;
+    /// Publishes a raw payload on a device's desired topic with mosquitto_pub.
+    void publishDesired(const std::string& id, const std::string& payload) const;
+    [[nodiscard]] std::string server() const;
+
+    TempDir dir;
+    Mosquitto broker;
+    int http_port;
+    std::optional<Process> controlplane;
+    std::map<std::string, Process> devices_;
+};
+
+[[nodiscard]] std::filesystem::path binary(std::string_view name);
+
+}  // namespace edge::test

@@ -1,0 +1,10 @@
+#pragma once
+// Free loopback ports for servers started by tests (tests run in parallel: never a fixed port).
+
+namespace edge::test {
+
+/// Binds 127.0.0.1:0, reads the port the kernel chose, closes the socket and returns the port.
+/// Another process may take it in between; servers started on it should be checked.
+int freePort();
+
+}  // namespace edge::test

@@ -1,0 +1,69 @@
+#include <catch2/catch.hpp>
+
+#include <fstream>
+
+#include "controlplane/fleet.hpp"
+#include "tests/support/temp_dir.hpp"
+
+using namespace edge;
+
+namespace {
+void writeText(const std::filesystem::path& path, const std::string& text) {
+    std::filesystem::create_directories(path.parent_path());
+    std::ofstream(path, std::ios::trunc) << text;
+}
+}  // namespace
+
+TEST_CASE("compileFleet: the example fleet compiles into one bundle per device") {
+    auto fleet = controlplane::compileFleet(std::filesystem::path(EDGE_TEST_SOURCE_DIR) /
+                                            "deploy/examples/fleet");
+    REQUIRE(fleet);
+    REQUIRE(fleet->bundles.size() == 3);
+    const auto& b1 = fleet->bundles.at("edge-1");
+    CHECK(b1.device_id == "edge-1");
+    CHECK(b1.policies.size() == 2);
+    CHECK(b1.data["finops_data"]["unit_costs"]["nvidia_gpu"]["hourly_rate"] == 2.5);
+    CHECK(b1.data["locality"]["allowed_regions"]["personal"]["eu"] == true);
+    CHECK(fleet->bundles.at("edge-3").policies.size() == 1);
+    CHECK(b1.contentDigest() == fleet->bundles.at("edge-2").contentDigest());
+    CHECK(b1.contentDigest() != fleet->bundles.at("edge-3").contentDigest());
+    CHECK(fleet->revision.starts_with("sha256:"));
+}
+
+TEST_CASE("compileFleet: each kind of bad fleet is refused with a message naming it") {
+    test::TempDir dir;
+    writeText(dir / "policies/p.rego", "package p\n");
+    struct Case {
+        std::string yaml;
+        std::string expected;
+    };
+    const std::vector<Case> cases = {
+        {"groups: {g: {}}\ndevices: {d1: {group: nope}}\n", "unknown group 'nope'"},
+        {"groups: {g: {policies: [missing.rego]}}\ndevices: {}\n", "missing.rego"},
+        {"groups: {g: {policies: [../x.rego]}}\ndevices: {}\n", "escapes"},
+        {"groups: {g: {policies: [/etc/x.rego]}}\ndevices: {}\n", "must be relative"},
+        {"groups: {g: {colour: red}}\ndevices: {}\n", "unknown key 'colour'"},
+        {"groups: {g: {}}\ndevices: {'bad/id': {group: g}}\n", "device ids"},
+        {"groups: {g: {}}\ndevices: {d1: {}}\n", "'group' is required"},
+        {"groups: [\n", "fleet.yaml:"},
+        {"extra: 1\n", "unknown key 'extra'"},
+    };
+    for (const auto& c : cases) {
+        writeText(dir / "fleet.yaml", c.yaml);
+        auto fleet = controlplane::compileFleet(dir.path());
+        INFO(c.yaml);
+        REQUIRE_FALSE(fleet);
+        CHECK_THAT(fleet.error().what(), Catch::Contains(c.expected));
+    }
+}
+
+TEST_CASE("yamlToJson: plain scalars are typed, quoted ones stay strings") {
+    auto j = controlplane::yamlToJson("a: 1\nb: '1'\nc: true\nd: 2.5\ne: ~\nf: [x, 2]\n", "t");
+    REQUIRE(j);
+    CHECK((*j)["a"] == 1);
+    CHECK((*j)["b"] == "1");
+    CHECK((*j)["c"] == true);
+    CHECK((*j)["d"] == 2.5);
+    CHECK((*j)["e"].is_null());
+    CHECK((*j)["f"] == nlohmann::json::array({"x", 2}));
+}

@@ -1,0 +1,185 @@
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "shared/bundle/bundle.hpp"
+
+using edge::SharedErrc;
+using edge::bundle::Bundle;
+using nlohmann::json;
+namespace bundle = edge::bundle;
+
+namespace {
+
+Bundle sample() {
+    Bundle b;
+    b.device_id = "dev-1";
+    b.version = 7;
+    b.issued_at = 1764380000;
+    b.expires_at = 1764984800;
+    b.source = "sha256:0123";
+    b.policies = {{"finops.rego", "package finops\n"}, {"safety.rego", "package safety\n"}};
+    b.data = {{"limits", {{"cpu", 2}, {"mem", "1Gi"}}}, {"zones", {"a", "b"}}};
+    return b;
+}
+
+json sampleJson() { return json::parse(bundle::toJson(sample())); }
+
+void expectParseError(const json& doc, const std::string& mention) {
+    CAPTURE(doc.dump());
+    const auto parsed = bundle::fromJson(doc.dump());
+    REQUIRE_FALSE(parsed);
+    CHECK(parsed.error().code() == SharedErrc::kParse);
+    CHECK_THAT(parsed.error().message(), Catch::Contains(mention));
+}
+
+}  // namespace
+
+TEST_CASE("Bundle: toJson is compact with exactly the documented keys") {
+    const std::string text = bundle::toJson(sample());
+    CHECK(text.find('\n') == std::string::npos);
+    CHECK(text.find(": ") == std::string::npos);
+    const json doc = json::parse(text);
+    std::vector<std::string> keys;
+    for (const auto& item : doc.items()) keys.push_back(item.key());
+    CHECK(keys == std::vector<std::string>{"data", "device", "expires_at", "issued_at", "policies",
+                                           "schema", "source", "version"});
+    CHECK(doc["schema"] == 1);
+    CHECK(doc["device"] == "dev-1");
+    CHECK(doc["version"] == 7);
+    CHECK(doc["policies"]["finops.rego"] == "package finops\n");
+}
+
+TEST_CASE("Bundle: fromJson(toJson(b)) gives back every field") {
+    const Bundle original = sample();
+    const auto parsed = bundle::fromJson(bundle::toJson(original));
+    REQUIRE(parsed);
+    CHECK(parsed->schema == 1);
+    CHECK(parsed->device_id == original.device_id);
+    CHECK(parsed->version == original.version);
+    CHECK(parsed->issued_at == original.issued_at);
+    CHECK(parsed->expires_at == original.expires_at);
+    CHECK(parsed->source == original.source);
+    CHECK(parsed->policies == original.policies);
+    CHECK(parsed->data == original.data);
+    CHECK(bundle::toJson(*parsed) == bundle::toJson(original));
+}
+
+TEST_CASE("Bundle: fromJson accepts negative times and empty policies and data") {
+    auto doc = sampleJson();
+    doc["issued_at"] = -5;
+    doc["policies"] = json::object();
+    doc["data"] = json::object();
+    const auto parsed = bundle::fromJson(doc.dump());
+    REQUIRE(parsed);
+    CHECK(parsed->issued_at == -5);
+    CHECK(parsed->policies.empty());
+}
+
+TEST_CASE("Bundle: fromJson rejects text that is not a JSON object with kParse") {
+    for (const char* text : {"", "{", "not json", "[]", "42", "\"dev\""}) {
+        CAPTURE(text);
+        const auto parsed = bundle::fromJson(text);
+        REQUIRE_FALSE(parsed);
+        CHECK(parsed.error().code() == SharedErrc::kParse);
+    }
+}
+
+TEST_CASE("Bundle: fromJson names each missing field") {
+    for (const char* field :
+         {"schema", "device", "version", "issued_at", "expires_at", "source", "policies", "data"}) {
+        auto doc = sampleJson();
+        doc.erase(field);
+        expectParseError(doc, std::string("missing field \"") + field + "\"");
+    }
+}
+
+TEST_CASE("Bundle: fromJson names each field of the wrong type") {
+    const std::pair<const char*, json> cases[] = {
+        {"schema", "1"},          {"device", 5},           {"version", -1},
+        {"version", 1.5},         {"version", "7"},        {"issued_at", "now"},
+        {"issued_at", 1.5},       {"expires_at", nullptr}, {"source", json::object()},
+        {"policies", json::array()}, {"data", json::array()}, {"data", "x"},
+    };
+    for (const auto& [field, value] : cases) {
+        auto doc = sampleJson();
+        doc[field] = value;
+        expectParseError(doc, std::string("\"") + field + "\"");
+    }
+}
+
+TEST_CASE("Bundle: fromJson rejects a policy whose body is not a string, naming it") {
+    auto doc = sampleJson();
+    doc["policies"]["bad.rego"] = 3;
+    expectParseError(doc, "bad.rego");
+}
+
+TEST_CASE("Bundle: fromJson rejects an unknown schema, an unknown field and an out-of-range time") {
+    auto doc = sampleJson();
+    doc["schema"] = 2;
+    expectParseError(doc, "unsupported schema 2");
+    doc = sampleJson();
+    doc["extra"] = true;
+    expectParseError(doc, "unknown field \"extra\"");
+    doc = sampleJson();
+    doc["expires_at"] = std::uint64_t{1} << 63;
+    expectParseError(doc, "\"expires_at\" is out of range");
+}
+
+TEST_CASE("Bundle: fromJson rejects a malformed device id") {
+    const std::string ids[] = {"", "dev/1", "dev 1", "..", "d\xc3\xa9v", std::string(65, 'a')};
+    for (const std::string& id : ids) {
+        auto doc = sampleJson();
+        doc["device"] = id;
+        expectParseError(doc, "\"device\" is not a valid device id");
+    }
+}
+
+TEST_CASE("Bundle: isValidDeviceId accepts [A-Za-z0-9._-]{1,64}") {
+    CHECK(bundle::isValidDeviceId("dev-1"));
+    CHECK(bundle::isValidDeviceId("A.b_C-9"));
+    CHECK(bundle::isValidDeviceId(std::string(64, 'x')));
+    CHECK_FALSE(bundle::isValidDeviceId(std::string(65, 'x')));
+    CHECK_FALSE(bundle::isValidDeviceId(""));
+    CHECK_FALSE(bundle::isValidDeviceId("a+b"));
+    CHECK_FALSE(bundle::isValidDeviceId("a/b"));
+    CHECK_FALSE(bundle::isValidDeviceId(std::string("a\0b", 3)));
+    // Path levels that would walk the tree.
+    CHECK_FALSE(bundle::isValidDeviceId("."));
+    CHECK_FALSE(bundle::isValidDeviceId(".."));
+    CHECK(bundle::isValidDeviceId("..."));
+}
+
+TEST_CASE("Bundle: contentDigest is equal for equal policies and data whatever the metadata") {
+    const Bundle a = sample();
+    Bundle b = sample();
+    b.version = 99;
+    b.issued_at = 1;
+    b.expires_at = 2;
+    b.source = "other";
+    b.device_id = "dev-2";
+    CHECK(a.contentDigest() == b.contentDigest());
+    CHECK(a.contentDigest().rfind("sha256:", 0) == 0);
+    CHECK(a.contentDigest().size() == 7 + 64);
+    // Key order in the data does not matter.
+    Bundle c = sample();
+    c.data = json::parse(R"({"zones":["a","b"],"limits":{"mem":"1Gi","cpu":2}})");
+    CHECK(c.contentDigest() == a.contentDigest());
+}
+
+TEST_CASE("Bundle: contentDigest differs when a policy or the data changes") {
+    const Bundle a = sample();
+    Bundle policy = sample();
+    policy.policies["finops.rego"] += " ";
+    Bundle renamed = sample();
+    renamed.policies.erase("finops.rego");
+    renamed.policies["finops2.rego"] = "package finops\n";
+    Bundle data = sample();
+    data.data["limits"]["cpu"] = 3;
+    Bundle order = sample();  // array order is meaningful
+    order.data["zones"] = {"b", "a"};
+    CHECK(policy.contentDigest() != a.contentDigest());
+    CHECK(renamed.contentDigest() != a.contentDigest());
+    CHECK(data.contentDigest() != a.contentDigest());
+    CHECK(order.contentDigest() != a.contentDigest());
+}
