@@ -31,9 +31,10 @@ std::string errorCodeName(const Error& error) {
     return "internal";
 }
 
-EdgeAgent::EdgeAgent(const Clock& clock, store::Store& store, mqtt::MqttClient* mqtt,
-                     security::TrustRoot trust_root, AgentSettings settings)
-    : clock_(clock),
+EdgeAgent::EdgeAgent(EventLoop& loop, const Clock& clock, store::Store& store,
+                     mqtt::MqttClient* mqtt, security::TrustRoot trust_root, AgentSettings settings)
+    : loop_(loop),
+      clock_(clock),
       store_(store),
       mqtt_(mqtt),
       trust_root_(std::move(trust_root)),
@@ -75,9 +76,16 @@ void EdgeAgent::start() {
     });
     mqtt_->subscribe(desired, 1);
     mqtt_->start();
+    heartbeat_ = loop_.after(settings_.status_interval, [this] { heartbeat(); });
+}
+
+void EdgeAgent::heartbeat() {
+    publishStatus();
+    heartbeat_ = loop_.after(settings_.status_interval, [this] { heartbeat(); });
 }
 
 void EdgeAgent::stop() {
+    heartbeat_.reset();
     if (mqtt_ == nullptr) return;
     if (mqtt_->connected()) {
         const auto topic = fmt::format("{}/dev/{}/status", settings_.topic_prefix, settings_.device_id);

@@ -3,6 +3,7 @@
 // bundle from its desired topic against the trust root, applies it in one transaction, and
 // reports on its status topic. Works with no broker at all (mqtt may be null).
 // Lives on the event loop thread.
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -12,6 +13,7 @@
 #include "edged/local_state.hpp"
 #include "security/trust_root.hpp"
 #include "shared/core/clock.hpp"
+#include "shared/loop/event_loop.hpp"
 #include "shared/mqtt/client.hpp"
 #include "shared/store/store.hpp"
 
@@ -20,6 +22,8 @@ namespace edge::edged {
 struct AgentSettings {
     std::string device_id;
     std::string topic_prefix = "edge/v1";
+    /// Status is republished this often while connected, so "last seen" stays fresh.
+    std::chrono::milliseconds status_interval{std::chrono::seconds(60)};
 };
 
 /// Why the last bundle was refused; reported on status, never stored.
@@ -31,7 +35,7 @@ struct RejectInfo {
 
 class EdgeAgent {
 public:
-    EdgeAgent(const Clock& clock, store::Store& store, mqtt::MqttClient* mqtt,
+    EdgeAgent(EventLoop& loop, const Clock& clock, store::Store& store, mqtt::MqttClient* mqtt,
               security::TrustRoot trust_root, AgentSettings settings);
 
     /// Reads the applied state from the store. Call before start().
@@ -49,7 +53,9 @@ public:
 
 private:
     void publishStatus();
+    void heartbeat();
 
+    EventLoop& loop_;
     const Clock& clock_;
     store::Store& store_;
     mqtt::MqttClient* mqtt_;
@@ -57,6 +63,7 @@ private:
     AgentSettings settings_;
     std::optional<AppliedState> applied_;
     std::optional<RejectInfo> last_error_;
+    std::unique_ptr<Timer> heartbeat_;
 };
 
 /// The status topic's last will: offline, nothing else known.

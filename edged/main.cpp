@@ -51,6 +51,13 @@ Result<EdgedConfig> loadConfig(const std::filesystem::path& path) {
     auto state = file->path("state_dir");
     if (!state) return fail(state.error());
     c.state_dir = *state;
+    auto status_interval = file->duration("status_interval", c.agent.status_interval);
+    if (!status_interval) return fail(status_interval.error());
+    if (*status_interval < std::chrono::seconds(1)) {
+        return fail(SharedErrc::kConfig,
+                    fmt::format("{}: key 'status_interval': at least 1s", path.string()));
+    }
+    c.agent.status_interval = *status_interval;
     auto rmin = file->duration("reconnect.min", c.reconnect_min);
     if (!rmin) return fail(rmin.error());
     auto rmax = file->duration("reconnect.max", c.reconnect_max);
@@ -95,7 +102,7 @@ int run(const EdgedConfig& cfg) {
             edged::offlineWill(cfg.agent.device_id), 1, true};
         mqtt = std::make_unique<mqtt::PahoMqttClient>(loop, clock, options);
     }
-    edged::EdgeAgent agent(clock, **store, mqtt.get(), std::move(*root), cfg.agent);
+    edged::EdgeAgent agent(loop, clock, **store, mqtt.get(), std::move(*root), cfg.agent);
     // State first, network second: the device knows what it enforces before it talks to anyone.
     if (auto st = agent.load(); !st) {
         std::cerr << "edged: " << st.error().what() << "\n";

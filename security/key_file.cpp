@@ -2,7 +2,7 @@
 #include <string.h>  // explicit_bzero
 
 #include "security/crypto.hpp"
-#include "security/secure_file.hpp"
+#include "shared/core/fs.hpp"
 
 namespace edge::security {
 
@@ -19,8 +19,8 @@ struct Wipe {
 }  // namespace
 
 Result<PrivateKey> PrivateKey::loadFile(const std::filesystem::path& path) {
-    auto pem = detail::readFileLimited(path, kMaxKeyFileBytes, SecurityErrc::kKey);
-    if (!pem) return fail(std::move(pem.error()));
+    auto pem = fs::readFile(path, kMaxKeyFileBytes);
+    if (!pem) return fail(SecurityErrc::kKey, "load key: " + pem.error().what());
     const Wipe wipe{*pem};
     auto key = fromPem(*pem);
     if (!key) return fail(std::move(key.error()).wrap("load key " + path.string()));
@@ -31,7 +31,9 @@ Status PrivateKey::saveFile(const std::filesystem::path& path) const {
     auto pem = toPem();
     if (!pem) return fail(std::move(pem.error()).wrap("save key " + path.string()));
     const Wipe wipe{*pem};
-    return detail::writeFileAtomic(path, *pem, 0600, SecurityErrc::kKey);
+    auto st = fs::writeFileAtomic(path, *pem, 0600);
+    if (!st) return fail(SecurityErrc::kKey, "save key: " + st.error().what());
+    return {};
 }
 
 }  // namespace edge::security

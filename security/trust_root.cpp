@@ -6,7 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "security/secure_file.hpp"
+#include "shared/core/fs.hpp"
 
 namespace edge::security {
 
@@ -119,8 +119,8 @@ Result<TrustRoot> TrustRoot::fromJson(std::string_view text) {
 }
 
 Result<TrustRoot> TrustRoot::load(const std::filesystem::path& path) {
-    auto text = detail::readFileLimited(path, kMaxTrustRootBytes, SecurityErrc::kTrustRoot);
-    if (!text) return fail(std::move(text.error()));
+    auto text = fs::readFile(path, kMaxTrustRootBytes);
+    if (!text) return fail(SecurityErrc::kTrustRoot, "load trust root: " + text.error().what());
     auto root = fromJson(*text);
     if (!root) return fail(std::move(root.error()).wrap("load " + path.string()));
     return root;

@@ -4,6 +4,7 @@
 #include "security/bundle_signing.hpp"
 #include "shared/store/lmdb/lmdb_store.hpp"
 #include "tests/fakes/fake_clock.hpp"
+#include "tests/fakes/fake_event_loop.hpp"
 #include "tests/fakes/fake_mqtt_client.hpp"
 #include "tests/support/temp_dir.hpp"
 
@@ -13,6 +14,7 @@ namespace {
 
 struct Rig {
     test::TempDir dir;
+    test::FakeEventLoop loop;
     test::FakeClock clock;
     test::FakeMqttClient mqtt;
     security::PrivateKey key = *security::PrivateKey::generate(security::Algorithm::kEd25519);
@@ -22,7 +24,7 @@ struct Rig {
     Rig() { restart(); }
     void restart() {
         agent = std::make_unique<edged::EdgeAgent>(
-            clock, *store, &mqtt, security::TrustRoot::create({key.publicKey()}, 1),
+            loop, clock, *store, &mqtt, security::TrustRoot::create({key.publicKey()}, 1),
             edged::AgentSettings{"dev-1", "edge/v1"});
         REQUIRE(agent->load());
     }
@@ -112,13 +114,28 @@ TEST_CASE("EdgeAgent: the retained bundle it already applied is not an error") {
 
 TEST_CASE("EdgeAgent: works with no broker at all") {
     test::TempDir dir;
+    test::FakeEventLoop loop;
     test::FakeClock clock;
     auto key = *security::PrivateKey::generate(security::Algorithm::kEs256);
     auto store = std::move(*store::LmdbStore::open(dir / "db"));
-    edged::EdgeAgent agent(clock, *store, nullptr, security::TrustRoot::create({key.publicKey()}, 1),
+    edged::EdgeAgent agent(loop, clock, *store, nullptr, security::TrustRoot::create({key.publicKey()}, 1),
                            {"dev-1", "edge/v1"});
     REQUIRE(agent.load());
     agent.start();
     CHECK_FALSE(agent.applied());
     agent.stop();
+}
+
+TEST_CASE("EdgeAgent: republishes its status on a heartbeat while connected") {
+    Rig rig;
+    rig.agent->start();
+    rig.mqtt.connect();
+    const auto after_connect = rig.mqtt.published.size();
+    CHECK(after_connect == 1);
+    rig.clock.advance(std::chrono::seconds(60));
+    rig.loop.fireTimers();
+    REQUIRE(rig.mqtt.published.size() == after_connect + 1);
+    CHECK(rig.lastStatus()["time"] == rig.clock.unixSeconds());
+    rig.loop.fireTimers();  // the heartbeat re-arms itself
+    CHECK(rig.mqtt.published.size() == after_connect + 2);
 }
