@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "controlplane/policy_cli.hpp"
 #include "shared/http/http.hpp"
 
 namespace {
@@ -94,7 +95,32 @@ int main(int argc, char** argv) {
     auto* wait = app.add_subcommand("wait", "wait until every device applied its desired version");
     wait->add_option("-t,--timeout", wait_seconds, "seconds")->capture_default_str();
 
+    auto* policy_cmd = app.add_subcommand("policy", "evaluate and test Rego policies locally");
+    policy_cmd->require_subcommand(1);
+    controlplane::PolicyEvalArgs eval_args;
+    std::vector<std::string> eval_paths;
+    std::string input_path;
+    auto* eval_cmd = policy_cmd->add_subcommand("eval", "evaluate a query, like opa eval");
+    eval_cmd->add_option("-d,--data", eval_paths, ".rego/.json/.yaml files or folders")->required();
+    eval_cmd->add_option("-i,--input", input_path, "input document (JSON or YAML)");
+    eval_cmd->add_flag("--strict-builtin-errors", eval_args.strict, "builtin errors fail the query");
+    eval_cmd->add_option("query", eval_args.query, "Rego query, e.g. data.finops.deny")->required();
+    std::vector<std::string> test_paths;
+    bool test_verbose = false;
+    auto* test_cmd = policy_cmd->add_subcommand("test", "run test_* rules, like opa test");
+    test_cmd->add_option("paths", test_paths, "files or folders")->required();
+    test_cmd->add_flag("-v,--verbose", test_verbose, "print every test");
+
     CLI11_PARSE(app, argc, argv);
+    if (*eval_cmd) {
+        for (const auto& p : eval_paths) eval_args.paths.emplace_back(p);
+        if (!input_path.empty()) eval_args.input = input_path;
+        return controlplane::policyEval(eval_args, std::cout, std::cerr);
+    }
+    if (*test_cmd) {
+        std::vector<std::filesystem::path> paths(test_paths.begin(), test_paths.end());
+        return controlplane::policyTest(paths, test_verbose, std::cout, std::cerr);
+    }
     while (!server.empty() && server.back() == '/') server.pop_back();
 
     if (*devices) {

@@ -9,7 +9,7 @@ PACKAGES=(
   libssl-dev libpaho-mqtt-dev libpaho-mqttpp-dev
   libtss2-dev libtss2-tcti-swtpm0 swtpm swtpm-tools tpm2-tools
   liblmdb-dev lmdb-utils catch2 mosquitto mosquitto-clients
-  nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libyaml-cpp-dev
+  nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libyaml-cpp-dev libre2-dev
   procps iproute2 curl
 )
 
