@@ -67,12 +67,18 @@ std::string_view goRegexErrorText(RE2::ErrorCode code) {
 /// patterns). Bounded: when full, an arbitrary entry is dropped, as OPA does.
 class RegexCache {
 public:
-    /// Compiles (or finds) `pattern`; the error text is Go's ("error parsing regexp: …").
-    Result<RegexPtr> get(const std::string& key, const std::string& pattern) {
+    /// The expression cached under `key`, or else the one `make_pattern()` yields, compiled
+    /// and cached. Keys name what the pattern came from (a regex, a glob, a template). Compile
+    /// errors have Go's text ("error parsing regexp: …"); make_pattern's errors pass through.
+    template <class F>
+    Result<RegexPtr> get(const std::string& key, F make_pattern) {
         {
             std::lock_guard lock(mutex_);
             if (auto it = entries_.find(key); it != entries_.end()) return it->second;
         }
+        Result<std::string> made = make_pattern();
+        if (!made) return fail(made.error());
+        const std::string& pattern = *made;
         if (pattern.size() > kMaxPatternBytes) {
             return fail(PolicyErrc::kBuiltinError, "error parsing regexp: expression too large");
         }
@@ -102,7 +108,7 @@ RegexCache& regexCache() {
 }
 
 Result<RegexPtr> compileRegex(std::string_view builtin, const std::string& pattern) {
-    auto re = regexCache().get("r:" + pattern, pattern);
+    auto re = regexCache().get("r:" + pattern, [&]() -> Result<std::string> { return pattern; });
     if (!re) return fail(builtinError(builtin, re.error().message()));
     return re;
 }
@@ -434,9 +440,7 @@ BuiltinResult globMatch(Args args, BuiltinContext&) {
     for (char32_t r : separators) appendRune(key, r);
     key += '\0';
     key += glob;
-    auto pattern = GlobTranslator(glob, separators).translate();
-    if (!pattern) return fail(builtinError(kName, pattern.error().message()));
-    auto re = regexCache().get(key, *pattern);
+    auto re = regexCache().get(key, [&] { return GlobTranslator(glob, separators).translate(); });
     if (!re) return fail(builtinError(kName, re.error().message()));
     const auto& text = args[2].asString();
     return ok(Value::boolean(RE2::FullMatch(re2::StringPiece(text.data(), text.size()), **re)));
@@ -545,9 +549,9 @@ void addRegexBuiltins(std::vector<Builtin>& out) {
                      kName, "end delimiter has to be exactly one character long but is " +
                                 std::to_string(open.size()) + " long"));
              }
-             auto pattern = templateRegex(tpl, open[0], close[0]);
-             if (!pattern) return fail(builtinError(kName, pattern.error().message()));
-             auto re = regexCache().get("t:" + *pattern, *pattern);
+             const std::string key =
+                 "t:" + std::string(open) + std::string(close) + std::string(tpl);
+             auto re = regexCache().get(key, [&] { return templateRegex(tpl, open[0], close[0]); });
              if (!re) return fail(builtinError(kName, re.error().message()));
              return ok(Value::boolean(
                  RE2::PartialMatch(re2::StringPiece(text.data(), text.size()), **re)));

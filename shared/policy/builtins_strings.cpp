@@ -1,7 +1,9 @@
 // String builtins, with OPA's (Go's) semantics: indexes and lengths count code points,
 // case mapping and white space are Unicode's, error texts are OPA's.
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>

@@ -142,12 +142,13 @@ private:
     // ---- bodies and expressions
 
     Result<bool> evalBody(const Body& body, std::size_t i, Frame& f, Next next) {
+        // One step per expression entered for each partial solution: loops count every turn.
+        if (auto st = tick(); !st) return fail(st.error());
         if (i == body.size()) return next();
         return evalExpr(body[i], f, [&]() -> Result<bool> { return evalBody(body, i + 1, f, next); }, true);
     }
 
     Result<bool> evalExpr(const Expr& e, Frame& f, Next next, bool apply_withs) {
-        if (auto st = tick(); !st) return fail(st.error());
         if (apply_withs && !e.withs.empty()) return evalWith(e, f, next);
         if (e.negated) {
             bool found = false;

@@ -22,7 +22,7 @@ Result<Value> numberValue(const std::string& text) {
     }
     double d = 0;
     auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), d);
-    if ((ec != std::errc{} && ec != std::errc::result_out_of_range) || !std::isfinite(d)) {
+    if (ec != std::errc{} || p != text.data() + text.size() || !std::isfinite(d)) {
         return fail(PolicyErrc::kParse, fmt::format("number {} is out of range", text));
     }
     return Value::number(d);

@@ -197,7 +197,8 @@ TEST_CASE("regex.globs_match: whether two globs share a matching string") {
     CHECK_FALSE(intersects("a+", ""));
     CHECK(intersects(".*x.*", "y*xy*"));
     CHECK(failure(PolicyErrc::kBuiltinError, "regex.globs_match", {str("pqrs]"), str("[a-b]+")}) ==
-          "regex.globs_match: input:pqrs], pos:5, set-close ']' with no preceding '[': the input provided is "
+          "regex.globs_match: input:pqrs], pos:5, set-close ']' with no preceding '[': the input "
+          "provided is "
           "invalid");
     CHECK_THAT(failure(PolicyErrc::kBuiltinError, "regex.globs_match", {str("[ab"), str("a")}),
                Catch::Contains("found [ without matching ]"));

@@ -238,19 +238,21 @@ TEST_CASE("strings.render_template: fields, range with variables, if/else and mi
           "hello rohan,hello john doe");
     CHECK(render("test {{.foo}} {{.bar}} {{.baz}}", Value::object({{str("baz"), num(1)}})) ==
           "test <undefined> <undefined> 1");
-    CHECK(render("{{if .a}}yes{{else if .b}}b{{else}}no{{end}}", Value::object({{str("b"), Value::boolean(true)}})) ==
-          "b");
-    CHECK(render("{{range .xs}}[{{.}}]{{else}}empty{{end}}", Value::object({{str("xs"), Value::emptyArray()}})) ==
-          "empty");
+    CHECK(render("{{if .a}}yes{{else if .b}}b{{else}}no{{end}}",
+                 Value::object({{str("b"), Value::boolean(true)}})) == "b");
+    CHECK(render("{{range .xs}}[{{.}}]{{else}}empty{{end}}",
+                 Value::object({{str("xs"), Value::emptyArray()}})) == "empty");
     CHECK(render("a  {{- .x -}}  b {{/* note */}}{{with .o}}{{.k}}{{end}}",
-                 Value::object({{str("x"), str("X")}, {str("o"), Value::object({{str("k"), str("v")}})}})) ==
-          "aXb v");
+                 Value::object({{str("x"), str("X")},
+                                {str("o"), Value::object({{str("k"), str("v")}})}})) == "aXb v");
     CHECK(render("{{.l}} {{.m}} {{len .l}} {{index .l 1}} {{if eq .n 3}}three{{end}}",
                  Value::object({{str("l"), strs({"a", "b"})},
                                 {str("m"), Value::object({{str("k"), num(1)}})},
                                 {str("n"), num(3)}})) == "[a b] map[k:1] 2 b three");
-    CHECK_THAT(failure(PolicyErrc::kBuiltinError, "strings.render_template", {str("{{if .a}}"), Value::emptyObject()}),
+    CHECK_THAT(failure(PolicyErrc::kBuiltinError, "strings.render_template",
+                       {str("{{if .a}}"), Value::emptyObject()}),
                Catch::Contains("unexpected EOF"));
-    CHECK_THAT(failure(PolicyErrc::kBuiltinError, "strings.render_template", {str("{{foo .a}}"), Value::emptyObject()}),
+    CHECK_THAT(failure(PolicyErrc::kBuiltinError, "strings.render_template",
+                       {str("{{foo .a}}"), Value::emptyObject()}),
                Catch::Contains("function \"foo\" not defined"));
 }

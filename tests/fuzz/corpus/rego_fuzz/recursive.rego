@@ -1,0 +1,3 @@
+package x
+p if q
+q if p
