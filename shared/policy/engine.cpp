@@ -51,13 +51,7 @@ Result<ResultSet> PreparedQuery::eval(const EvalOptions& options) const {
 }
 
 Result<std::optional<Value>> PreparedQuery::evalValue(const EvalOptions& options) const {
-    auto rs = evaluate(*impl_, options, kResultVar);
-    if (!rs) return fail(rs.error());
-    for (const auto& b : *rs) {
-        auto it = b.find(kResultVar);
-        if (it != b.end()) return std::optional<Value>(it->second);
-    }
-    return std::optional<Value>{};
+    return evaluateValue(*impl_, options, kResultVar);
 }
 
 }  // namespace edge::policy

@@ -14,9 +14,44 @@ using OnValue = FnRef<Result<bool>(const Value&)>;
 
 constexpr int kMaxDepth = 2000;
 
+/// Per-thread recycling of the small vectors every evaluation needs (frames, call arguments), so
+/// a warm evaluation allocates only for the values it builds.
+template <class T>
+class Scratch {
+public:
+    Scratch() : v_(acquire()) {}
+    ~Scratch() {
+        v_->clear();
+        if (pool().size() < 64) pool().push_back(std::move(v_));
+    }
+    Scratch(const Scratch&) = delete;
+    Scratch& operator=(const Scratch&) = delete;
+    std::vector<T>& operator*() { return *v_; }
+    std::vector<T>* operator->() { return v_.get(); }
+    const std::vector<T>* operator->() const { return v_.get(); }
+
+private:
+    static std::vector<std::unique_ptr<std::vector<T>>>& pool() {
+        thread_local std::vector<std::unique_ptr<std::vector<T>>> p;
+        return p;
+    }
+    static std::unique_ptr<std::vector<T>> acquire() {
+        auto& p = pool();
+        if (p.empty()) {
+            auto v = std::make_unique<std::vector<T>>();
+            v->reserve(16);
+            return v;
+        }
+        auto v = std::move(p.back());
+        p.pop_back();
+        return v;
+    }
+    std::unique_ptr<std::vector<T>> v_;
+};
+
 struct Frame {
-    Frame() { vars.reserve(16); }
-    std::vector<std::pair<const std::string*, Value>> vars;
+    Scratch<std::pair<const std::string*, Value>> storage;
+    std::vector<std::pair<const std::string*, Value>>& vars = *storage;
     const Value* find(const std::string& name) const {
         for (auto it = vars.rbegin(); it != vars.rend(); ++it) {
             if (it->first == &name || *it->first == name) return &it->second;
@@ -107,6 +142,21 @@ public:
         }
         if (options.timeout.count() > 0) deadline_ = clock_.steady() + options.timeout;
         caches_.emplace_back();
+    }
+
+    /// The distinct values of the result variable (the value-query fast path: no bindings maps).
+    Result<std::optional<Value>> runValue(const PreparedQuery::Impl& q, const std::string& result_var) {
+        Frame frame;
+        std::optional<Value> out;
+        auto r = evalBody(q.body, 0, frame, [&]() -> Result<bool> {
+            if (const Value* v = frame.find(result_var)) {
+                out = *v;
+                return false;  // the first solution is the value
+            }
+            return true;
+        });
+        if (!r) return fail(r.error());
+        return out;
     }
 
     Result<ResultSet> run(const PreparedQuery::Impl& q, const std::string& result_var) {
@@ -713,8 +763,9 @@ private:
     // ---- virtual documents
 
     Result<std::optional<Value>> nodeValue(const RuleNode* node) {
-        auto& cache = caches_.back();
-        if (auto it = cache.find(node); it != cache.end()) return it->second;
+        for (const auto& [cached, value] : caches_.back()) {
+            if (cached == node) return value;
+        }
         if (++depth_ > kMaxDepth) {
             --depth_;
             return fail(PolicyErrc::kLimit, "evaluation nested too deeply (recursive rules?)");
@@ -722,7 +773,7 @@ private:
         auto v = computeNode(node);
         --depth_;
         if (!v) return v;
-        caches_.back()[node] = *v;
+        caches_.back().emplace_back(node, *v);
         return v;
     }
 
@@ -868,8 +919,8 @@ private:
 
     /// Evaluates the first n args, then the builtin or function (honouring `with` replacements).
     Result<bool> callWithArgs(const Term& call, std::size_t n, Frame& f, OnValue k) {
-        std::vector<Value> acc;
-        acc.reserve(n);
+        Scratch<Value> scratch;
+        std::vector<Value>& acc = *scratch;
         return evalItems(call.items.data(), n, 0, acc, f, [&](std::vector<Value>& args) -> Result<bool> {
             return invoke(call.name, call.builtin, call.node, args, k, call.loc);
         });
@@ -1006,7 +1057,10 @@ private:
     int depth_ = 0;
     std::vector<std::vector<std::string>> data_overrides_;
     std::vector<std::pair<std::string, Value>> fn_overrides_;
-    std::vector<std::map<const RuleNode*, std::optional<Value>>> caches_;
+    // Virtual documents computed in this evaluation; a `with` opens a fresh scope. Few entries:
+    // a flat vector beats a map.
+    using Cache = std::vector<std::pair<const RuleNode*, std::optional<Value>>>;
+    std::vector<Cache> caches_;
 };
 
 }  // namespace
@@ -1014,6 +1068,12 @@ private:
 Result<ResultSet> evaluate(const PreparedQuery::Impl& query, const EvalOptions& options, const std::string& result_var) {
     Evaluator ev(*query.policy, options);
     return ev.run(query, result_var);
+}
+
+Result<std::optional<Value>> evaluateValue(const PreparedQuery::Impl& query, const EvalOptions& options,
+                                           const std::string& result_var) {
+    Evaluator ev(*query.policy, options);
+    return ev.runValue(query, result_var);
 }
 
 }  // namespace edge::policy

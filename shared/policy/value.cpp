@@ -146,7 +146,19 @@ Number Number::ofDouble(double v) {
     return {false, 0, v};
 }
 
-bool ValueLess::operator()(const Value& a, const Value& b) const { return a.compare(b) < 0; }
+bool ValueLess::operator()(const Value& a, const Value& b) const {
+    // Object keys are almost always strings: compare those without the general dispatch.
+    if (a.isString() && b.isString()) return a.asString() < b.asString();
+    return a.compare(b) < 0;
+}
+bool ValueLess::operator()(const Value& a, std::string_view b) const {
+    if (!a.isString()) return a.kind() < Kind::kString;
+    return std::string_view(a.asString()) < b;
+}
+bool ValueLess::operator()(std::string_view a, const Value& b) const {
+    if (!b.isString()) return Kind::kString < b.kind();
+    return a < std::string_view(b.asString());
+}
 
 Value Value::boolean(bool b) { return Value(Rep(b)); }
 Value Value::number(std::int64_t i) { return Value(Rep(Number::ofInt(i))); }
@@ -176,7 +188,15 @@ Value Value::emptyArray() {
     return empty;
 }
 
+const Value* Value::get(std::string_view key) const {
+    if (!isObject()) return nullptr;
+    const auto& items = asObject();
+    const auto it = items.find(key);
+    return it == items.end() ? nullptr : &it->second;
+}
+
 const Value* Value::get(const Value& key) const {
+    if (key.isString() && isObject()) return get(std::string_view(key.asString()));
     switch (kind()) {
         case Kind::kArray: {
             if (!key.isNumber()) return nullptr;

@@ -33,7 +33,10 @@ struct Number {
 class Value;
 using Array = std::vector<Value>;
 struct ValueLess {
+    using is_transparent = void;  // lets objects be searched by a string key without a Value
     bool operator()(const Value& a, const Value& b) const;
+    bool operator()(const Value& a, std::string_view b) const;
+    bool operator()(std::string_view a, const Value& b) const;
 };
 using Object = std::map<Value, Value, ValueLess>;
 using Set = std::set<Value, ValueLess>;
@@ -76,6 +79,8 @@ public:
     /// Element lookup: array index (integral number), object key, set membership (yields the
     /// element). nullptr when absent or not a collection.
     [[nodiscard]] const Value* get(const Value& key) const;
+    /// Object member by string key (nullptr when absent or not an object).
+    [[nodiscard]] const Value* get(std::string_view key) const;
     /// Number of elements of a collection or characters (code points) of a string.
     [[nodiscard]] std::size_t size() const;
 
