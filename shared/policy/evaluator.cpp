@@ -877,14 +877,19 @@ private:
                 if (produced) break;
             }
         }
-        if (!result && node->default_rule) {
-            Frame fr;
-            auto rr = evalTerm(*node->default_rule->value, fr, [&](const Value& v) -> Result<bool> {
-                result = v;
-                return false;
-            });
-            if (!rr) return fail(rr.error());
-        }
+        if (!result && node->default_rule) return defaultValue(node);
+        return result;
+    }
+
+    /// The value of a node's default rule (complete rule or function).
+    Result<std::optional<Value>> defaultValue(const RuleNode* node) {
+        std::optional<Value> result;
+        Frame fr;
+        auto rr = evalTerm(*node->default_rule->value, fr, [&](const Value& v) -> Result<bool> {
+            result = v;
+            return false;
+        });
+        if (!rr) return fail(rr.error());
         return result;
     }
 
@@ -1006,15 +1011,12 @@ private:
             }
         }
         if (!result && node->default_rule) {
-            Frame fr;
-            auto rr = evalTerm(*node->default_rule->value, fr, [&](const Value& v) -> Result<bool> {
-                result = v;
-                return false;
-            });
-            if (!rr) {
+            auto d = defaultValue(node);
+            if (!d) {
                 --depth_;
-                return fail(rr.error());
+                return fail(d.error());
             }
+            result = std::move(*d);
         }
         --depth_;
         if (!result) return true;

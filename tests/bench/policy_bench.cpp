@@ -13,24 +13,14 @@
 
 #include "shared/core/clock.hpp"
 #include "shared/policy/engine.hpp"
+#include "tests/support/finops_policy.hpp"
 
 namespace {
 
 using namespace edge;
 using namespace edge::policy;
 
-const char* kFinops = R"(package finops
-import rego.v1
-deny contains msg if {
-  input.request.kind.kind == "Pod"
-  project := input.request.object.metadata.labels["apexlogic.ai/project"]
-  some container in input.request.object.spec.containers
-  gpus := to_number(container.resources.requests["nvidia.com/gpu"])
-  cost := gpus * data.finops_data.unit_costs.nvidia_gpu.hourly_rate
-  cost > data.finops_data.budgets[project].gpu_hourly_limit
-  msg := sprintf("FinOps policy violation for project '%v': GPU workload estimated hourly cost (%v) exceeds budget (%v).", [project, cost, data.finops_data.budgets[project].gpu_hourly_limit])
-}
-)";
+const char* const kFinops = test::kFinopsPolicy;
 
 std::string podJson(int variant, int containers) {
     std::string cs;

@@ -5,22 +5,12 @@
 #include <string_view>
 
 #include "shared/policy/engine.hpp"
+#include "tests/support/finops_policy.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     using namespace edge::policy;
     static const auto query = [] {
-        auto policy = Policy::compile({{"finops.rego", R"rego(package finops
-import rego.v1
-deny contains msg if {
-  input.request.kind.kind == "Pod"
-  project := input.request.object.metadata.labels["apexlogic.ai/project"]
-  some container in input.request.object.spec.containers
-  gpus := to_number(container.resources.requests["nvidia.com/gpu"])
-  cost := gpus * data.finops_data.unit_costs.nvidia_gpu.hourly_rate
-  cost > data.finops_data.budgets[project].gpu_hourly_limit
-  msg := sprintf("project '%v': cost (%v) exceeds budget (%v)", [project, cost, data.finops_data.budgets[project].gpu_hourly_limit])
-}
-)rego"}});
+        auto policy = Policy::compile({{"finops.rego", edge::test::kFinopsPolicy}});
         return *(*policy)->prepare("data.finops.deny");
     }();
     static const Value kData = *parseJson(

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "shared/policy/engine.hpp"
+#include "tests/support/finops_policy.hpp"
 
 using namespace edge;
 using namespace edge::policy;
@@ -92,18 +93,7 @@ TEST_CASE("Policy: complete rules with two values are a conflict error") {
 }
 
 TEST_CASE("Policy: the FinOps example denies only over-budget projects") {
-    const char* finops = R"(package finops
-import rego.v1
-deny contains msg if {
-  input.request.kind.kind == "Pod"
-  project := input.request.object.metadata.labels["apexlogic.ai/project"]
-  some container in input.request.object.spec.containers
-  gpus := to_number(container.resources.requests["nvidia.com/gpu"])
-  cost := gpus * data.finops_data.unit_costs.nvidia_gpu.hourly_rate
-  cost > data.finops_data.budgets[project].gpu_hourly_limit
-  msg := sprintf("FinOps policy violation for project '%v': GPU workload estimated hourly cost (%v) exceeds budget (%v).", [project, cost, data.finops_data.budgets[project].gpu_hourly_limit])
-}
-)";
+    const char* finops = test::kFinopsPolicy;
     const Value data = json(R"({"finops_data": {"unit_costs": {"nvidia_gpu": {"hourly_rate": 2.5}},
                                  "budgets": {"vision": {"gpu_hourly_limit": 10}}}})");
     auto pod = [](const char* gpus) {
