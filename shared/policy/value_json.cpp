@@ -151,16 +151,33 @@ private:
         return unexpected("looking for beginning of value");
     }
 
+    static Object buildObject(std::vector<std::pair<std::string, Value>> members) {
+        const auto by_key = [](const auto& a, const auto& b) { return a.first < b.first; };
+        if (!std::is_sorted(members.begin(), members.end(), by_key)) {
+            std::stable_sort(members.begin(), members.end(), by_key);
+        }
+        Object items;
+        for (std::size_t i = 0; i < members.size(); ++i) {
+            // A repeated key: the last one wins, as before.
+            if (i + 1 < members.size() && members[i + 1].first == members[i].first) continue;
+            items.emplace_hint(items.end(), Value::string(std::move(members[i].first)), std::move(members[i].second));
+        }
+        return items;
+    }
+
     Result<Value> parseObject(int depth) {
         if (depth > kMaxJsonDepth)
             return error("exceeded max depth " + std::to_string(kMaxJsonDepth));
         ++pos_;  // '{'
-        Object items;
         skipSpace();
         if (pos_ < text_.size() && text_[pos_] == '}') {
             ++pos_;
-            return Value::object(std::move(items));
+            return Value::emptyObject();
         }
+        // Members are collected, then sorted once and inserted in order (each insert at the end
+        // is O(1)), so large documents load in O(n log n) with a small constant instead of n
+        // tree searches.
+        std::vector<std::pair<std::string, Value>> members;
         while (true) {
             skipSpace();
             if (pos_ >= text_.size() || text_[pos_] != '"') {
@@ -174,7 +191,7 @@ private:
             skipSpace();
             auto v = parseValue(depth);
             if (!v) return v;
-            items.insert_or_assign(Value::string(std::move(*key)), std::move(*v));
+            members.emplace_back(std::move(*key), std::move(*v));
             skipSpace();
             if (pos_ < text_.size() && text_[pos_] == ',') {
                 ++pos_;
@@ -182,7 +199,7 @@ private:
             }
             if (pos_ < text_.size() && text_[pos_] == '}') {
                 ++pos_;
-                return Value::object(std::move(items));
+                return Value::object(buildObject(std::move(members)));
             }
             return unexpected("after object key:value pair");
         }
