@@ -313,6 +313,10 @@ FmtArg fmtArgOf(const Value& v) {
         case Kind::kNumber: {
             const Number& n = v.asNumber();
             std::int64_t i = 0;
+            if (n.text) {  // an exact literal past int64/double: print it as written
+                a.s = *n.text;
+                return a;
+            }
             if (n.toInt(i)) {
                 a.type = FmtArg::Type::kInt;
                 a.i = i;

@@ -14,18 +14,9 @@ namespace {
 constexpr int kMaxDepth = 200;
 
 Result<Value> numberValue(const std::string& text) {
-    const bool integral = text.find_first_of(".eE") == std::string::npos;
-    if (integral) {
-        std::int64_t i = 0;
-        auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), i);
-        if (ec == std::errc{} && p == text.data() + text.size()) return Value::number(i);
-    }
-    double d = 0;
-    auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), d);
-    if (ec != std::errc{} || p != text.data() + text.size() || !std::isfinite(d)) {
-        return fail(PolicyErrc::kParse, fmt::format("number {} is out of range", text));
-    }
-    return Value::number(d);
+    auto n = Number::ofLiteral(text);
+    if (!n) return fail(PolicyErrc::kParse, fmt::format("malformed number {}", text));
+    return Value::number(std::move(*n));
 }
 
 class Parser {

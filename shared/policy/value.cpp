@@ -34,8 +34,31 @@ int compareDoubles(double a, double b) {
     return sign(a, b);
 }
 
+bool integralText(const std::string& t) {
+    return t.find_first_of(".eE") == std::string::npos;
+}
+
+// Exact order of two integers given as decimal text ("-123", "4567").
+int compareIntegerTexts(std::string_view a, std::string_view b) {
+    const bool na = !a.empty() && a[0] == '-';
+    const bool nb = !b.empty() && b[0] == '-';
+    if (na != nb) return na ? -1 : 1;
+    if (na) {
+        a.remove_prefix(1);
+        b.remove_prefix(1);
+    }
+    int c = a.size() != b.size() ? sign(a.size(), b.size()) : sign(a.compare(b), 0);
+    return na ? -c : c;
+}
+
 int compareNumbers(const Number& a, const Number& b) {
     if (a.is_int && b.is_int) return sign(a.i, b.i);
+    if ((a.text || b.text) && (a.is_int || (a.text && integralText(*a.text))) &&
+        (b.is_int || (b.text && integralText(*b.text)))) {
+        const std::string ta = a.text ? *a.text : std::to_string(a.i);
+        const std::string tb = b.text ? *b.text : std::to_string(b.i);
+        return compareIntegerTexts(ta, tb);
+    }
     if (a.is_int) return compareIntDouble(a.i, b.d);
     if (b.is_int) return -compareIntDouble(b.i, a.d);
     return compareDoubles(a.d, b.d);
@@ -139,6 +162,28 @@ bool Number::toInt(std::int64_t& out) const {
     return true;
 }
 
+std::optional<Number> Number::ofLiteral(std::string_view literal) {
+    const char* first = literal.data();
+    const char* last = literal.data() + literal.size();
+    const bool integral = literal.find_first_of(".eE") == std::string_view::npos;
+    if (integral) {
+        std::int64_t i = 0;
+        const auto r = std::from_chars(first, last, i);
+        if (r.ec == std::errc() && r.ptr == last) return ofInt(i);
+    }
+    double d = 0;
+    const auto r = std::from_chars(first, last, d);
+    if (r.ptr != last || (r.ec != std::errc() && r.ec != std::errc::result_out_of_range)) return std::nullopt;
+    if (r.ec == std::errc::result_out_of_range) {
+        // Past double's range: keep the literal; the approximation is infinity (or zero).
+        const bool tiny = literal.find("e-") != std::string_view::npos || literal.find("E-") != std::string_view::npos;
+        d = tiny ? 0.0 : (literal[0] == '-' ? -HUGE_VAL : HUGE_VAL);
+        return Number{false, 0, d, std::make_shared<const std::string>(literal)};
+    }
+    if (integral) return Number{false, 0, d, std::make_shared<const std::string>(literal)};  // past int64
+    return ofDouble(d);
+}
+
 Number Number::ofDouble(double v) {
     if (std::isfinite(v) && std::trunc(v) == v && fitsInt64(v)) {
         return ofInt(static_cast<std::int64_t>(v));
@@ -163,7 +208,10 @@ bool ValueLess::operator()(std::string_view a, const Value& b) const {
 Value Value::boolean(bool b) { return Value(Rep(b)); }
 Value Value::number(std::int64_t i) { return Value(Rep(Number::ofInt(i))); }
 Value Value::number(double d) { return Value(Rep(Number::ofDouble(d))); }
-Value Value::number(Number n) { return Value(Rep(n.is_int ? n : Number::ofDouble(n.d))); }
+Value Value::number(Number n) {
+    if (n.is_int || n.text) return Value(Rep(std::move(n)));
+    return Value(Rep(Number::ofDouble(n.d)));
+}
 Value Value::string(std::string s) {
     return Value(Rep(std::make_shared<const std::string>(std::move(s))));
 }
@@ -278,6 +326,7 @@ std::string_view Value::typeName() const {
 
 std::string formatNumber(const Number& n) {
     if (n.is_int) return std::to_string(n.i);
+    if (n.text) return *n.text;
     return formatDouble(n.d);
 }
 

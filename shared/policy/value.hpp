@@ -4,6 +4,7 @@
 // compare by value (1 == 1.0).
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <memory>
 #include <set>
 #include <string>
@@ -17,17 +18,22 @@ namespace edge::policy {
 
 enum class Kind : std::uint8_t { kNull, kBool, kNumber, kString, kArray, kObject, kSet };
 
-/// Numbers are integers while they fit in int64 and came from integers; else doubles.
+/// Numbers are integers while they fit in int64 and came from integers; else doubles. A literal
+/// that neither holds exactly (an integer past int64, a float past double) also keeps its text,
+/// so it compares and prints exactly; arithmetic on it uses the double approximation.
 struct Number {
     bool is_int = true;
     std::int64_t i = 0;
     double d = 0;
+    std::shared_ptr<const std::string> text;  // exact literal, only for numbers as above
     [[nodiscard]] double asDouble() const { return is_int ? static_cast<double>(i) : d; }
     /// The integer value when the number is integral and fits int64.
     [[nodiscard]] bool toInt(std::int64_t& out) const;
     [[nodiscard]] static Number ofInt(std::int64_t v) { return {true, v, 0}; }
     /// Doubles that are integral and fit are normalised to ints.
     [[nodiscard]] static Number ofDouble(double v);
+    /// A JSON/Rego number literal: exact int64, else double, keeping the text when inexact.
+    [[nodiscard]] static std::optional<Number> ofLiteral(std::string_view literal);
 };
 
 class Value;

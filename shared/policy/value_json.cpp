@@ -262,18 +262,13 @@ private:
         }
         const char* first = text_.data() + start;
         const char* last = text_.data() + pos_;
-        if (integral) {
-            std::int64_t i = 0;
-            const auto r = std::from_chars(first, last, i);
-            if (r.ec == std::errc() && r.ptr == last) return Value::number(i);
-        }
-        double d = 0;
-        const auto r = std::from_chars(first, last, d);
-        if (r.ec != std::errc() || r.ptr != last) {
+        (void)integral;
+        auto n = Number::ofLiteral(std::string_view(first, static_cast<std::size_t>(last - first)));
+        if (!n) {
             return fail(SharedErrc::kParse, "number " + std::string(first, last) +
                                                 " out of range at offset " + std::to_string(start));
         }
-        return Value::number(d);
+        return Value::number(std::move(*n));
     }
 
     int hexValue(std::size_t p) const {
