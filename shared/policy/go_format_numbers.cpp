@@ -313,8 +313,8 @@ FmtArg fmtArgOf(const Value& v) {
         case Kind::kNumber: {
             const Number& n = v.asNumber();
             std::int64_t i = 0;
-            if (n.text) {  // an exact literal past int64/double: print it as written
-                a.s = *n.text;
+            if (const std::string* t = n.text()) {  // an exact literal past int64/double: as written
+                a.s = *t;
                 return a;
             }
             if (n.toInt(i)) {

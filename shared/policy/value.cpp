@@ -1,6 +1,9 @@
 #include "shared/policy/value.hpp"
 
 #include <charconv>
+#include <cstdint>
+#include <mutex>
+#include <unordered_set>
 #include <cmath>
 #include <limits>
 
@@ -53,11 +56,10 @@ int compareIntegerTexts(std::string_view a, std::string_view b) {
 
 int compareNumbers(const Number& a, const Number& b) {
     if (a.is_int && b.is_int) return sign(a.i, b.i);
-    if ((a.text || b.text) && (a.is_int || (a.text && integralText(*a.text))) &&
-        (b.is_int || (b.text && integralText(*b.text)))) {
-        const std::string ta = a.text ? *a.text : std::to_string(a.i);
-        const std::string tb = b.text ? *b.text : std::to_string(b.i);
-        return compareIntegerTexts(ta, tb);
+    const std::string* at = a.text();
+    const std::string* bt = b.text();
+    if ((at || bt) && (a.is_int || (at && integralText(*at))) && (b.is_int || (bt && integralText(*bt)))) {
+        return compareIntegerTexts(at ? *at : std::to_string(a.i), bt ? *bt : std::to_string(b.i));
     }
     if (a.is_int) return compareIntDouble(a.i, b.d);
     if (b.is_int) return -compareIntDouble(b.i, a.d);
@@ -162,6 +164,25 @@ bool Number::toInt(std::int64_t& out) const {
     return true;
 }
 
+namespace {
+const std::string* internLiteral(std::string_view literal) {
+    constexpr std::size_t kMaxBytes = 4u << 20;
+    static std::mutex mutex;
+    static std::unordered_set<std::string> pool;  // node-based: addresses stay valid
+    static std::size_t bytes = 0;
+    std::lock_guard lock(mutex);
+    std::string key(literal);
+    if (auto it = pool.find(key); it != pool.end()) return &*it;
+    if (bytes + key.size() > kMaxBytes) return nullptr;
+    bytes += key.size();
+    return &*pool.insert(std::move(key)).first;
+}
+
+Number inexact(double d, std::string_view literal) {
+    return Number{false, static_cast<std::int64_t>(reinterpret_cast<std::uintptr_t>(internLiteral(literal))), d};
+}
+}  // namespace
+
 std::optional<Number> Number::ofLiteral(std::string_view literal) {
     const char* first = literal.data();
     const char* last = literal.data() + literal.size();
@@ -178,9 +199,9 @@ std::optional<Number> Number::ofLiteral(std::string_view literal) {
         // Past double's range: keep the literal; the approximation is infinity (or zero).
         const bool tiny = literal.find("e-") != std::string_view::npos || literal.find("E-") != std::string_view::npos;
         d = tiny ? 0.0 : (literal[0] == '-' ? -HUGE_VAL : HUGE_VAL);
-        return Number{false, 0, d, std::make_shared<const std::string>(literal)};
+        return inexact(d, literal);
     }
-    if (integral) return Number{false, 0, d, std::make_shared<const std::string>(literal)};  // past int64
+    if (integral) return inexact(d, literal);  // past int64
     return ofDouble(d);
 }
 
@@ -209,7 +230,7 @@ Value Value::boolean(bool b) { return Value(Rep(b)); }
 Value Value::number(std::int64_t i) { return Value(Rep(Number::ofInt(i))); }
 Value Value::number(double d) { return Value(Rep(Number::ofDouble(d))); }
 Value Value::number(Number n) {
-    if (n.is_int || n.text) return Value(Rep(std::move(n)));
+    if (n.is_int || n.text()) return Value(Rep(n));
     return Value(Rep(Number::ofDouble(n.d)));
 }
 Value Value::string(std::string s) {
@@ -326,7 +347,7 @@ std::string_view Value::typeName() const {
 
 std::string formatNumber(const Number& n) {
     if (n.is_int) return std::to_string(n.i);
-    if (n.text) return *n.text;
+    if (const std::string* t = n.text()) return *t;
     return formatDouble(n.d);
 }
 

@@ -23,9 +23,13 @@ enum class Kind : std::uint8_t { kNull, kBool, kNumber, kString, kArray, kObject
 /// so it compares and prints exactly; arithmetic on it uses the double approximation.
 struct Number {
     bool is_int = true;
-    std::int64_t i = 0;
+    std::int64_t i = 0;  // the value when is_int; else the exact literal's address, or 0
     double d = 0;
-    std::shared_ptr<const std::string> text;  // exact literal, only for numbers as above
+    /// The exact literal of a number past int64/double, or nullptr. Interned for the life of the
+    /// process (bounded in total size; past the bound, numbers keep only their double).
+    [[nodiscard]] const std::string* text() const {
+        return is_int ? nullptr : reinterpret_cast<const std::string*>(static_cast<std::uintptr_t>(i));
+    }
     [[nodiscard]] double asDouble() const { return is_int ? static_cast<double>(i) : d; }
     /// The integer value when the number is integral and fits int64.
     [[nodiscard]] bool toInt(std::int64_t& out) const;
