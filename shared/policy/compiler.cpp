@@ -228,6 +228,15 @@ private:
         for (auto& arg : rule.args) {
             if (auto st = resolveTerm(arg, declared, outer); !st) return st;
         }
+        // Every variable left in the head must be bound by the arguments or the body.
+        std::set<std::string> head_vars;
+        for (std::size_t i = 1; i < rule.ref.size(); ++i) allVarsNoClosures(*rule.ref[i], head_vars);
+        if (rule.key) allVarsNoClosures(*rule.key, head_vars);
+        if (rule.value) allVarsNoClosures(*rule.value, head_vars);
+        for (const auto& v : head_vars) {
+            if (v == "data" || v == "input" || v == "_" || v.starts_with("$_") || declared.contains(v)) continue;
+            return compileError(rule.loc, fmt::format("var {} is unsafe", v));
+        }
         return {};
     }
 

@@ -66,6 +66,11 @@ TEST_CASE("Policy: compile errors for unknown functions, arity, conflicting kind
     REQUIRE_FALSE(rec);
     CHECK_THAT(rec.error().what(), Catch::Contains("recursive") && Catch::Contains("data.x.p"));
 
+    auto unsafe = Policy::compile({{"s.rego", "package x\np[k] := 1 if input.a\n"}});
+    REQUIRE_FALSE(unsafe);
+    CHECK(unsafe.error().code() == PolicyErrc::kCompile);
+    CHECK_THAT(unsafe.error().what(), Catch::Contains("var k is unsafe"));
+
     auto fn_rec = Policy::compile({{"f.rego", "package x\nf(n) := f(n)\n"}});
     REQUIRE_FALSE(fn_rec);
     CHECK_THAT(fn_rec.error().what(), Catch::Contains("recursive"));
