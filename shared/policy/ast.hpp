@@ -97,6 +97,11 @@ struct Rule {
     bool is_default = false;
     std::shared_ptr<Rule> else_rule;
     bool assign = false;  // head used :=
+    /// Equality index: the body requires input.<index_path> == index_value, so the evaluator
+    /// skips the rule without running its body when the input says otherwise (set by the
+    /// compiler for rules without else; empty path: no index).
+    std::vector<std::string> index_path;
+    Value index_value;
 };
 using RuleP = std::shared_ptr<Rule>;
 

@@ -228,6 +228,7 @@ private:
         for (auto& arg : rule.args) {
             if (auto st = resolveTerm(arg, declared, outer); !st) return st;
         }
+        indexRule(rule);
         // Every variable left in the head must be bound by the arguments or the body.
         std::set<std::string> head_vars;
         for (std::size_t i = 1; i < rule.ref.size(); ++i) allVarsNoClosures(*rule.ref[i], head_vars);
@@ -238,6 +239,39 @@ private:
             return compileError(rule.loc, fmt::format("var {} is unsafe", v));
         }
         return {};
+    }
+
+    /// Finds `input.a.b == <scalar>` (or `=`) in the body and records it as the rule's index.
+    static void indexRule(Rule& rule) {
+        if (rule.else_rule || rule.is_default || rule.kind == RuleKind::kFunction) return;
+        for (const auto& e : rule.body) {
+            if (e.kind != ExprKind::kTerm || e.negated || !e.withs.empty()) continue;
+            const Term& t = *e.term;
+            if (t.kind != TermKind::kCall || (t.name != "equal" && t.special != Term::Special::kEq) ||
+                t.items.size() != 2) {
+                continue;
+            }
+            for (int side = 0; side < 2; ++side) {
+                const Term& ref = *t.items[side];
+                const Term& val = *t.items[1 - side];
+                if (ref.kind != TermKind::kRef || val.kind != TermKind::kValue) continue;
+                if (ref.items[0]->kind != TermKind::kVar || ref.items[0]->name != "input") continue;
+                if (val.value.isArray() || val.value.isObject() || val.value.isSet()) continue;
+                std::vector<std::string> path;
+                for (std::size_t i = 1; i < ref.items.size(); ++i) {
+                    const Term& op = *ref.items[i];
+                    if (op.kind != TermKind::kValue || !op.value.isString()) {
+                        path.clear();
+                        break;
+                    }
+                    path.push_back(op.value.asString());
+                }
+                if (path.empty()) continue;
+                rule.index_path = std::move(path);
+                rule.index_value = val.value;
+                return;
+            }
+        }
     }
 
     Status renameWildcards(TermP& t) {

@@ -244,6 +244,8 @@ private:
     // ---- virtual documents
 
     Result<std::optional<Value>> nodeValue(const RuleNode* node);
+    /// False when the rule's equality index rules it out for the current input.
+    bool mayMatch(const Rule& rule) const;
 
     Result<std::optional<Value>> computeNode(const RuleNode* node);
 

@@ -4,6 +4,17 @@
 
 namespace edge::policy::eval_detail {
 
+bool Evaluator::mayMatch(const Rule& rule) const {
+    if (rule.index_path.empty()) return true;
+    if (!input_) return false;  // input.… is undefined: the indexed expression fails
+    const Value* v = &*input_;
+    for (const auto& key : rule.index_path) {
+        v = v->get(std::string_view(key));
+        if (v == nullptr) return false;
+    }
+    return *v == rule.index_value;
+}
+
 Result<std::optional<Value>> Evaluator::nodeValue(const RuleNode* node) {
     for (const auto& [cached, value] : caches_.back()) {
         if (cached == node) return value;
@@ -27,6 +38,7 @@ Result<std::optional<Value>> Evaluator::computeNode(const RuleNode* node) {
     if (!node->partial_set.empty()) {
         Set s;
         for (const auto& rule : node->partial_set) {
+            if (!mayMatch(*rule)) continue;
             Frame fr;
             auto r = evalBody(rule->body, 0, fr, [&]() -> Result<bool> {
                 return evalTerm(*rule->key, fr, [&](const Value& v) -> Result<bool> {
@@ -49,6 +61,7 @@ Result<std::optional<Value>> Evaluator::computeNode(const RuleNode* node) {
         defined = true;
     }
     for (const auto& rule : node->partial_object) {
+        if (!mayMatch(*rule)) continue;
         const bool set_rule = rule->kind == RuleKind::kPartialSet;
         const Term& value_term = set_rule ? *rule->key : *rule->value;
         Frame fr;
@@ -102,6 +115,7 @@ Result<std::optional<Value>> Evaluator::computeNode(const RuleNode* node) {
 Result<std::optional<Value>> Evaluator::completeValue(const RuleNode* node) {
     std::optional<Value> result;
     for (const auto& rule : node->complete) {
+        if (!mayMatch(*rule)) continue;
         for (const Rule* r = rule.get(); r != nullptr; r = r->else_rule.get()) {
             bool produced = false;
             Frame fr;

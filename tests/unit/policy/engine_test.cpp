@@ -185,3 +185,26 @@ TEST_CASE("Policy: testRules lists test_ rules for edgectl policy test") {
     CHECK(p->testRules() == std::vector<std::string>{"data.x_test.test_a", "data.x_test.test_b"});
     CHECK(p->packages() == std::vector<std::string>{"data.x_test"});
 }
+
+TEST_CASE("Policy: rules with an equality on input are indexed, so large rule sets stay cheap") {
+    std::string text = "package routes\nimport rego.v1\n";
+    for (int i = 0; i < 2000; ++i) {
+        text += "allow contains \"r" + std::to_string(i) + "\" if {\n  input.path == \"/p" + std::to_string(i) +
+                "\"\n  input.user != \"mallory\"\n}\n";
+    }
+    auto q = compileOk(text)->prepare("data.routes.allow");
+    REQUIRE(q);
+    EvalOptions options;
+    options.input = json(R"({"path": "/p1234", "user": "alice"})");
+    // 2,000 rule bodies would take thousands of steps; the index leaves only the matching one.
+    options.max_steps = 200;
+    auto v = q->evalValue(options);
+    INFO((v ? "" : v.error().what()));
+    REQUIRE(v);
+    REQUIRE(*v);
+    CHECK(**v == Value::set({Value::string("r1234")}));
+    options.input = json(R"({"path": "/p1234", "user": "mallory"})");
+    CHECK((*q->evalValue(options))->size() == 0);
+    options.input = json(R"({"user": "alice"})");
+    CHECK((*q->evalValue(options))->size() == 0);
+}
