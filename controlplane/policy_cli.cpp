@@ -121,21 +121,23 @@ int policyEval(const PolicyEvalArgs& args, std::ostream& out, std::ostream& err)
         }
         options.input = *input;
     }
+    // A value query (data.x.y) answers with its value; any other query with its bindings. The
+    // second evaluation only happens when the first found no value.
     auto value = query->evalValue(options);
-    auto rs = query->eval(options);
-    if (!rs || !value) {
-        err << "edgectl policy eval: " << (rs ? value.error().what() : rs.error().what()) << "\n";
+    if (!value) {
+        err << "edgectl policy eval: " << value.error().what() << "\n";
         return 1;
-    }
-    if (rs->empty() && !*value) {
-        out << "{}\n";
-        return 0;
     }
     std::string results;
     if (*value) {
         results = fmt::format(R"({{"expressions":[{{"value":{},"text":{}}}]}})", (*value)->toJson(),
                               Value::string(args.query).toJson());
     } else {
+        auto rs = query->eval(options);
+        if (!rs) {
+            err << "edgectl policy eval: " << rs.error().what() << "\n";
+            return 1;
+        }
         for (const auto& b : *rs) {
             policy::Object bindings;
             for (const auto& [name, v] : b) bindings.insert_or_assign(Value::string(name), v);
@@ -143,6 +145,10 @@ int policyEval(const PolicyEvalArgs& args, std::ostream& out, std::ostream& err)
             results += fmt::format(R"({{"expressions":[{{"value":true,"text":{}}}],"bindings":{}}})",
                                    Value::string(args.query).toJson(), Value::object(std::move(bindings)).toJson());
         }
+    }
+    if (results.empty()) {
+        out << "{}\n";
+        return 0;
     }
     out << "{\"result\":[" << results << "]}\n";
     return 0;

@@ -131,6 +131,15 @@ struct Span {
     bool matched = false;
 };
 
+/// RE2's submatch pieces as byte offsets into s.
+void toSpans(const std::vector<re2::StringPiece>& m, std::string_view s, std::vector<Span>& spans) {
+    for (std::size_t g = 0; g < m.size(); ++g) {
+        spans[g].matched = m[g].data() != nullptr;
+        spans[g].begin = spans[g].matched ? static_cast<std::size_t>(m[g].data() - s.data()) : 0;
+        spans[g].end = spans[g].begin + m[g].size();
+    }
+}
+
 /// Go's Regexp.allMatches: up to n matches (all when n < 0); an empty match right after the
 /// previous match is skipped; the search advances one code point past an empty match.
 /// `deliver` receives the group spans (group 0 first).
@@ -146,12 +155,7 @@ void allMatches(const RE2& re, std::string_view s, std::int64_t n, int groups, F
     while (found < n && pos <= s.size()) {
         if (!re.Match(text, pos, s.size(), RE2::UNANCHORED, m.data(), static_cast<int>(m.size())))
             break;
-        for (std::size_t g = 0; g < m.size(); ++g) {
-            spans[g].matched = m[g].data() != nullptr;
-            spans[g].begin =
-                spans[g].matched ? static_cast<std::size_t>(m[g].data() - s.data()) : 0;
-            spans[g].end = spans[g].begin + m[g].size();
-        }
+        toSpans(m, s, spans);
         bool accept = true;
         if (spans[0].end == pos) {
             if (static_cast<std::ptrdiff_t>(spans[0].begin) == prev_end) accept = false;
@@ -230,12 +234,7 @@ Result<std::string> replaceAll(const RE2& re, std::string_view s, std::string_vi
     while (pos <= s.size()) {
         if (!re.Match(text, pos, s.size(), RE2::UNANCHORED, m.data(), static_cast<int>(m.size())))
             break;
-        for (std::size_t g = 0; g < m.size(); ++g) {
-            spans[g].matched = m[g].data() != nullptr;
-            spans[g].begin =
-                spans[g].matched ? static_cast<std::size_t>(m[g].data() - s.data()) : 0;
-            spans[g].end = spans[g].begin + m[g].size();
-        }
+        toSpans(m, s, spans);
         out += s.substr(last_end, spans[0].begin - last_end);
         if (spans[0].end > last_end || spans[0].begin == 0) expandTemplate(out, re, repl, s, spans);
         if (out.size() > kMaxOutputBytes)

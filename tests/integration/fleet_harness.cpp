@@ -17,24 +17,19 @@ std::filesystem::path binary(std::string_view name) {
     return std::filesystem::path(EDGE_TEST_BIN_DIR) / name;
 }
 
-namespace {
-void writeText(const std::filesystem::path& path, const std::string& text) {
-    std::ofstream(path, std::ios::trunc) << text;
-}
-}  // namespace
 
 FleetHarness::FleetHarness() : broker(dir / "broker"), http_port(freePort()) {
     std::filesystem::copy(std::filesystem::path(EDGE_TEST_SOURCE_DIR) / "deploy/examples/fleet",
                           dir / "fleet", std::filesystem::copy_options::recursive);
     auto keygen = runCommand({binary("controlplane").string(), "keygen", "--dir", (dir / "keys").string()});
     REQUIRE(keygen.exit_code == 0);
-    writeText(dir / "controlplane.yaml",
+    test::writeFile(dir / "controlplane.yaml",
               fmt::format("fleet_dir: fleet\nstate_dir: state/cp\nbroker: {}\n"
                           "signing_keys: [keys/targets-1.key.pem]\nlog_level: debug\n"
                           "http:\n  listen: 127.0.0.1:{}\n",
                           broker.uri(), http_port));
     for (const auto* id : {"edge-1", "edge-2", "edge-3"}) {
-        writeText(dir / fmt::format("{}.yaml", id),
+        test::writeFile(dir / fmt::format("{}.yaml", id),
                   fmt::format("device_id: {}\nbroker: {}\ntrust_root: keys/trust-root.json\n"
                               "state_dir: state/{}\nlog_level: debug\n"
                               "reconnect:\n  min: 200ms\n  max: 1s\n",
@@ -116,7 +111,7 @@ std::string FleetHarness::dbDigest(const std::string& id) const {
 
 void FleetHarness::publishDesired(const std::string& id, const std::string& payload) const {
     const auto file = dir / "payload.json";
-    writeText(file, payload);
+    test::writeFile(file, payload);
     auto res = runCommand({"/usr/bin/mosquitto_pub", "-h", "127.0.0.1", "-p",
                            std::to_string(broker.port()), "-q", "1", "-r", "-t",
                            fmt::format("edge/v1/dev/{}/desired", id), "-f", file.string()});

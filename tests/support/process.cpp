@@ -271,6 +271,11 @@ bool waitUntil(const std::function<bool()>& pred, std::chrono::milliseconds time
     }
 }
 
+void writeFile(const std::filesystem::path& path, const std::string& text) {
+    if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
+    std::ofstream(path, std::ios::trunc) << text;
+}
+
 std::string readFile(const std::filesystem::path& path) {
     std::ifstream in(path, std::ios::binary);
     if (!in) return {};

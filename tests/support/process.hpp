@@ -65,5 +65,7 @@ bool waitUntil(const std::function<bool()>& pred, std::chrono::milliseconds time
 
 /// The whole file, or "" if it cannot be read.
 std::string readFile(const std::filesystem::path& path);
+/// Replaces a file's contents, creating its folder when missing.
+void writeFile(const std::filesystem::path& path, const std::string& text);
 
 }  // namespace edge::test

@@ -8,6 +8,7 @@
 #include "tests/fakes/fake_clock.hpp"
 #include "tests/fakes/fake_event_loop.hpp"
 #include "tests/fakes/fake_mqtt_client.hpp"
+#include "tests/support/process.hpp"
 #include "tests/support/temp_dir.hpp"
 
 using namespace edge;
@@ -16,10 +17,6 @@ namespace {
 
 const std::filesystem::path kExampleFleet =
     std::filesystem::path(EDGE_TEST_SOURCE_DIR) / "deploy/examples/fleet";
-
-void writeText(const std::filesystem::path& path, const std::string& text) {
-    std::ofstream(path, std::ios::trunc) << text;
-}
 
 struct Rig {
     test::TempDir dir;
@@ -107,7 +104,7 @@ TEST_CASE("ControlPlane: a bad fleet is refused as a whole and the last good one
     Rig rig;
     rig.mqtt.connect();
     rig.mqtt.published.clear();
-    writeText(rig.dir / "fleet/fleet.yaml",
+    test::writeFile(rig.dir / "fleet/fleet.yaml",
               "groups: {g: {policies: [../../etc/passwd.rego]}}\ndevices: {edge-1: {group: g}}\n");
     auto report = rig.cp->reload();
     REQUIRE_FALSE(report);

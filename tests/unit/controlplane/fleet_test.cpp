@@ -3,16 +3,11 @@
 #include <fstream>
 
 #include "controlplane/fleet.hpp"
+#include "tests/support/process.hpp"
 #include "tests/support/temp_dir.hpp"
 
 using namespace edge;
 
-namespace {
-void writeText(const std::filesystem::path& path, const std::string& text) {
-    std::filesystem::create_directories(path.parent_path());
-    std::ofstream(path, std::ios::trunc) << text;
-}
-}  // namespace
 
 TEST_CASE("compileFleet: the example fleet compiles into one bundle per device") {
     auto fleet = controlplane::compileFleet(std::filesystem::path(EDGE_TEST_SOURCE_DIR) /
@@ -32,7 +27,7 @@ TEST_CASE("compileFleet: the example fleet compiles into one bundle per device")
 
 TEST_CASE("compileFleet: each kind of bad fleet is refused with a message naming it") {
     test::TempDir dir;
-    writeText(dir / "policies/p.rego", "package p\n");
+    test::writeFile(dir / "policies/p.rego", "package p\n");
     struct Case {
         std::string yaml;
         std::string expected;
@@ -49,7 +44,7 @@ TEST_CASE("compileFleet: each kind of bad fleet is refused with a message naming
         {"extra: 1\n", "unknown key 'extra'"},
     };
     for (const auto& c : cases) {
-        writeText(dir / "fleet.yaml", c.yaml);
+        test::writeFile(dir / "fleet.yaml", c.yaml);
         auto fleet = controlplane::compileFleet(dir.path());
         INFO(c.yaml);
         REQUIRE_FALSE(fleet);

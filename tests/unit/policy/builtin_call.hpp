@@ -1,6 +1,7 @@
 #pragma once
 // Test helpers: call a builtin by name and unpack its result or error.
 #include <catch2/catch.hpp>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -50,6 +51,12 @@ inline Value json(std::string_view text) {
 }
 
 inline Value str(std::string s) { return Value::string(std::move(s)); }
+/// An array of strings.
+inline Value strs(std::initializer_list<const char*> items) {
+    Array out;
+    for (const char* s : items) out.push_back(str(s));
+    return Value::array(std::move(out));
+}
 template <class T>
 Value num(T v) {
     if constexpr (std::is_integral_v<T>) {

@@ -8,12 +8,6 @@ using namespace edge::policy::test;
 
 namespace {
 
-Value strs(std::initializer_list<const char*> items) {
-    Array out;
-    for (const char* s : items) out.push_back(str(s));
-    return Value::array(std::move(out));
-}
-
 bool globMatch(const char* pattern, Value delimiters, const char* subject) {
     const Value v = eval("glob.match", {str(pattern), std::move(delimiters), str(subject)});
     REQUIRE(v.isBool());

@@ -7,12 +7,6 @@ using namespace edge::policy::test;
 
 namespace {
 
-Value strs(std::initializer_list<const char*> items) {
-    Array out;
-    for (const char* s : items) out.push_back(str(s));
-    return Value::array(std::move(out));
-}
-
 std::string regoSprintf(std::string format, std::vector<Value> args) {
     const Value v = eval("sprintf", {str(std::move(format)), Value::array(std::move(args))});
     REQUIRE(v.isString());
