@@ -1,5 +1,7 @@
 #include "controlplane/control_plane.hpp"
 
+#include <charconv>
+
 #include <fmt/format.h>
 
 #include "security/bundle_signing.hpp"
@@ -15,7 +17,8 @@ ControlPlane::ControlPlane(EventLoop& loop, const Clock& clock, store::Store& st
       mqtt_(mqtt),
       keys_(std::move(signing_keys)),
       settings_(std::move(settings)),
-      registry_(store) {}
+      registry_(store),
+      streams_(store) {}
 
 ControlPlane::~ControlPlane() { stop(); }
 
@@ -43,6 +46,8 @@ Status ControlPlane::start() {
         for (const auto& [id, spec] : fleet_.devices) publishDesired(id);
     });
     mqtt_.subscribe(fmt::format("{}/dev/+/status", settings_.topic_prefix), 1);
+    mqtt_.subscribe(fmt::format("{}/dev/+/decisions", settings_.topic_prefix), 1);
+    mqtt_.subscribe(fmt::format("{}/dev/+/telemetry", settings_.topic_prefix), 1);
     mqtt_.start();
     refresh_timer_ = loop_.after(settings_.refresh_interval, [this] { refreshExpiring(); });
     return {};
@@ -126,16 +131,61 @@ void ControlPlane::refreshExpiring() {
 }
 
 void ControlPlane::onMessage(const mqtt::Message& message) {
-    // edge/v1/dev/<id>/status
+    // edge/v1/dev/<id>/<leaf>
     const auto prefix = settings_.topic_prefix + "/dev/";
-    if (!message.topic.starts_with(prefix) || !message.topic.ends_with("/status")) return;
-    const auto id = message.topic.substr(prefix.size(),
-                                         message.topic.size() - prefix.size() - 7);
+    if (!message.topic.starts_with(prefix)) return;
+    const auto rest = std::string_view(message.topic).substr(prefix.size());
+    const auto slash = rest.find('/');
+    if (slash == std::string_view::npos) return;
+    const std::string id(rest.substr(0, slash));
+    const std::string leaf(rest.substr(slash + 1));
     if (!bundle::isValidDeviceId(id) || !fleet_.devices.contains(id)) return;
     if (message.payload.empty()) return;
+    if (leaf == "decisions" || leaf == "telemetry") return onStream(id, leaf, message.payload);
+    if (leaf != "status") return;
     if (!registry_.applyStatus(id, message.payload)) {
         log::warn("ignored malformed status from '{}'", id);
     }
+}
+
+void ControlPlane::onStream(const std::string& id, const std::string& stream,
+                            const std::string& payload) {
+    auto seq = streams_.ingest(id, stream, payload);
+    if (!seq) {
+        // Not acknowledged: the device keeps the records and sends them again.
+        log::warn("refused a {} batch from '{}': {}", stream, id, seq.error().what());
+        return;
+    }
+    if (*seq == 0) return;
+    const nlohmann::json ack = {{"stream", stream}, {"seq", *seq}};
+    if (auto st = mqtt_.publish({topic(id, "ack"), ack.dump(), 1, false}); !st) {
+        log::warn("ack of {} seq {} for '{}' not sent: {}", stream, *seq, id, st.error().what());
+    }
+}
+
+http::Response ControlPlane::streamResponse(const std::string& id, const std::string& stream,
+                                            const http::Request& request) const {
+    std::uint64_t after = 0;
+    std::size_t limit = 1000;
+    const auto number = [&](const char* name, auto& out, std::uint64_t max) -> bool {
+        const auto it = request.query.find(name);
+        if (it == request.query.end()) return true;
+        std::uint64_t v = 0;
+        const auto& text = it->second;
+        auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+        if (ec != std::errc{} || p != text.data() + text.size() || v > max) return false;
+        out = static_cast<std::remove_reference_t<decltype(out)>>(v);
+        return true;
+    };
+    if (!number("after", after, UINT64_MAX)) return http::errorResponse(400, "'after' must be an unsigned integer");
+    if (!number("limit", limit, 10000)) return http::errorResponse(400, "'limit' must be 0 to 10000");
+    auto records = streams_.list(id, stream, after, limit);
+    if (!records) return http::errorResponse(500, records.error().what());
+    auto report = streams_.verify(id, stream);
+    if (!report) return http::errorResponse(500, report.error().what());
+    nlohmann::json body = {{"device", id}, {"stream", stream}, {"records", *records},
+                           {"chain", toJson(*report)}};
+    return {200, "application/json", body.dump() + "\n"};
 }
 
 nlohmann::json ControlPlane::deviceJson(const std::string& id) const {
@@ -179,7 +229,15 @@ http::Response ControlPlane::handle(const http::Request& request) {
     }
     if (request.path.starts_with("/v1/devices/")) {
         if (request.method != "GET") return http::errorResponse(405, "use GET");
-        const auto id = request.path.substr(12);
+        auto id = request.path.substr(12);
+        for (const char* stream : {"decisions", "telemetry"}) {
+            const auto leaf = std::string("/") + stream;
+            if (id.ends_with(leaf)) {
+                id.resize(id.size() - leaf.size());
+                if (!fleet_.devices.contains(id)) return http::errorResponse(404, "no such device");
+                return streamResponse(id, stream, request);
+            }
+        }
         if (!fleet_.devices.contains(id)) return http::errorResponse(404, "no such device");
         return json(200, deviceJson(id));
     }

@@ -11,6 +11,7 @@
 
 #include "controlplane/fleet.hpp"
 #include "controlplane/registry.hpp"
+#include "controlplane/stream_store.hpp"
 #include "security/crypto.hpp"
 #include "shared/core/clock.hpp"
 #include "shared/http/http.hpp"
@@ -52,6 +53,9 @@ private:
     [[nodiscard]] Result<ReloadReport> apply(CompiledFleet fleet, bool force_refresh);
     void publishDesired(const std::string& id);
     void onMessage(const mqtt::Message& message);
+    void onStream(const std::string& id, const std::string& stream, const std::string& payload);
+    [[nodiscard]] http::Response streamResponse(const std::string& id, const std::string& stream,
+                                                const http::Request& request) const;
     void refreshExpiring();
     [[nodiscard]] nlohmann::json deviceJson(const std::string& id) const;
     [[nodiscard]] std::string topic(const std::string& id, std::string_view leaf) const;
@@ -62,6 +66,7 @@ private:
     std::vector<security::PrivateKey> keys_;
     Settings settings_;
     Registry registry_;
+    StreamStore streams_;
     CompiledFleet fleet_;
     std::unique_ptr<Timer> refresh_timer_;
 };

@@ -6,7 +6,9 @@
 #include <yaml-cpp/yaml.h>
 
 #include "security/crypto.hpp"
+#include "shared/core/config.hpp"
 #include "shared/core/fs.hpp"
+#include "shared/policy/engine.hpp"
 
 namespace edge::controlplane {
 namespace {
@@ -75,6 +77,34 @@ Result<std::vector<std::string>> stringList(const YAML::Node& node, const std::s
     return out;
 }
 
+/// A bundle whose policies do not compile would be refused by every device: refuse the commit.
+Status checkPolicies(const std::string& group, const bundle::Bundle& content) {
+    auto compileSet = [&](const std::map<std::string, std::string>& files, const std::string& what,
+                          const std::vector<std::string>& entrypoints) -> Status {
+        std::vector<policy::ModuleSource> modules;
+        for (const auto& [file, text] : files) modules.push_back({file, text});
+        auto compiled = policy::Policy::compile(modules);
+        if (!compiled) {
+            return fleetError(fmt::format("group '{}': {} do not compile: {}", group, what,
+                                          compiled.error().what()));
+        }
+        for (const auto& entry : entrypoints) {
+            if (auto prepared = (*compiled)->prepare(entry); !prepared) {
+                return fleetError(fmt::format("group '{}': entry point '{}': {}", group, entry,
+                                              prepared.error().what()));
+            }
+        }
+        return {};
+    };
+    if (auto st = compileSet(content.policies, "policies", content.enforcement.entrypoints); !st) {
+        return st;
+    }
+    for (const auto& [name, files] : content.enforcement.policy_sets) {
+        if (auto st = compileSet(files, fmt::format("policy set '{}'", name), {}); !st) return st;
+    }
+    return {};
+}
+
 class FleetReader {
 public:
     explicit FleetReader(std::filesystem::path dir) : dir_(std::move(dir)) {}
@@ -95,6 +125,77 @@ private:
     std::string digest_input_;
 };
 
+Result<std::int64_t> durationSeconds(const YAML::Node& node, const std::string& where) {
+    if (!node.IsScalar()) return fleetError(where + ": expected a duration (\"72h\", \"7d\")");
+    auto parsed = config::ConfigFile::parseDuration(node.Scalar());
+    if (!parsed) return fleetError(fmt::format("{}: {}", where, parsed.error().message()));
+    return std::chrono::duration_cast<std::chrono::seconds>(*parsed).count();
+}
+
+Status parseEnforcement(const YAML::Node& node, const std::string& where, GroupSpec& group) {
+    if (!node.IsMap()) return fleetError(where + ": expected a mapping");
+    auto& e = group.enforcement;
+    for (const auto& kv : node) {
+        const auto key = kv.first.as<std::string>();
+        const auto at = fmt::format("{}.{}", where, key);
+        if (key == "entrypoints") {
+            auto list = stringList(kv.second, at);
+            if (!list) return fail(list.error());
+            for (const auto& entry : *list) {
+                if (!entry.starts_with("data.")) {
+                    return fleetError(fmt::format("{}: '{}' must start with 'data.'", at, entry));
+                }
+            }
+            e.entrypoints = std::move(*list);
+        } else if (key == "log_input") {
+            if (!kv.second.IsScalar() || (kv.second.Scalar() != "true" && kv.second.Scalar() != "false")) {
+                return fleetError(at + ": expected true or false");
+            }
+            e.log_input = kv.second.Scalar() == "true";
+        } else if (key == "usage_windows") {
+            auto list = stringList(kv.second, at);
+            if (!list) return fail(list.error());
+            for (const auto& w : *list) {
+                if (!bundle::isUsageWindow(w)) {
+                    return fleetError(fmt::format("{}: unknown window '{}' (hour, day, week, month, total)", at, w));
+                }
+            }
+            e.usage_windows = std::move(*list);
+        } else if (key == "offline") {
+            if (!kv.second.IsMap()) return fleetError(at + ": expected a mapping (max_age, after)");
+            for (const auto& item : kv.second) {
+                const auto sub = item.first.as<std::string>();
+                if (sub == "max_age") {
+                    auto secs = durationSeconds(item.second, at + ".max_age");
+                    if (!secs) return fail(secs.error());
+                    e.offline.max_age = *secs;
+                } else if (sub == "after") {
+                    e.offline.after = item.second.as<std::string>();
+                } else {
+                    return fleetError(fmt::format("{}: unknown key '{}' (max_age, after)", at, sub));
+                }
+            }
+        } else if (key == "policy_sets") {
+            if (!kv.second.IsMap()) return fleetError(at + ": expected a mapping of set name to policy files");
+            for (const auto& set : kv.second) {
+                const auto name = set.first.as<std::string>();
+                auto list = stringList(set.second, fmt::format("{}.{}", at, name));
+                if (!list) return fail(list.error());
+                if (list->empty()) return fleetError(fmt::format("{}.{}: a policy set needs at least one file", at, name));
+                group.policy_set_paths[name] = std::move(*list);
+            }
+        } else {
+            return fleetError(fmt::format(
+                "{}: unknown key '{}' (entrypoints, log_input, usage_windows, offline, policy_sets)", where, key));
+        }
+    }
+    if (e.offline.after != "keep" && !group.policy_set_paths.contains(e.offline.after)) {
+        return fleetError(fmt::format("{}.offline.after: '{}' is neither 'keep' nor one of the group's policy_sets",
+                                      where, e.offline.after));
+    }
+    return {};
+}
+
 Result<GroupSpec> parseGroup(const std::string& name, const YAML::Node& node) {
     const auto where = fmt::format("fleet.yaml: group '{}'", name);
     if (!node.IsMap()) return fleetError(where + ": expected a mapping");
@@ -109,8 +210,12 @@ Result<GroupSpec> parseGroup(const std::string& name, const YAML::Node& node) {
             auto list = stringList(kv.second, where + ": data");
             if (!list) return fail(list.error());
             group.data = std::move(*list);
+        } else if (key == "enforcement") {
+            if (auto st = parseEnforcement(kv.second, where + ": enforcement", group); !st) {
+                return fail(st.error());
+            }
         } else {
-            return fleetError(fmt::format("{}: unknown key '{}' (policies, data)", where, key));
+            return fleetError(fmt::format("{}: unknown key '{}' (policies, data, enforcement)", where, key));
         }
     }
     return group;
@@ -164,14 +269,26 @@ Result<CompiledFleet> compile(const std::filesystem::path& dir) {
     std::map<std::string, bundle::Bundle> group_content;
     for (const auto& [name, group] : groups) {
         bundle::Bundle content;
-        for (const auto& policy : group.policies) {
-            if (!policy.ends_with(".rego")) {
-                return fleetError(fmt::format("group '{}': policy '{}' is not a .rego file", name, policy));
+        content.enforcement = group.enforcement;
+        auto readPolicies = [&](const std::vector<std::string>& paths,
+                                std::map<std::string, std::string>& into) -> Status {
+            for (const auto& policy : paths) {
+                if (!policy.ends_with(".rego")) {
+                    return fleetError(fmt::format("group '{}': policy '{}' is not a .rego file", name, policy));
+                }
+                auto rego = reader.read(policy);
+                if (!rego) return fail(std::move(rego.error()).wrap(fmt::format("group '{}'", name)));
+                into[policy] = std::move(*rego);
             }
-            auto rego = reader.read(policy);
-            if (!rego) return fail(std::move(rego.error()).wrap(fmt::format("group '{}'", name)));
-            content.policies[policy] = std::move(*rego);
+            return {};
+        };
+        if (auto st = readPolicies(group.policies, content.policies); !st) return fail(st.error());
+        for (const auto& [set_name, paths] : group.policy_set_paths) {
+            if (auto st = readPolicies(paths, content.enforcement.policy_sets[set_name]); !st) {
+                return fail(st.error());
+            }
         }
+        if (auto st = checkPolicies(name, content); !st) return fail(st.error());
         for (const auto& data_file : group.data) {
             auto data_text = reader.read(data_file);
             if (!data_text) return fail(std::move(data_text.error()).wrap(fmt::format("group '{}'", name)));

@@ -20,6 +20,9 @@ struct GroupSpec {
     std::string name;
     std::vector<std::string> policies;  // paths relative to the fleet dir
     std::vector<std::string> data;
+    /// The group's `enforcement:` block; policy sets are read from policy_set_paths.
+    bundle::Enforcement enforcement;
+    std::map<std::string, std::vector<std::string>> policy_set_paths;
 };
 
 struct DeviceSpec {

@@ -44,22 +44,46 @@ Status EdgeAgent::load() {
     auto applied = loadApplied(store_);
     if (!applied) return fail(std::move(applied.error()).wrap("load applied state"));
     applied_ = std::move(*applied);
-    if (applied_) {
-        log::info("applied bundle v{} ({}) loaded from the store", applied_->version,
-                  applied_->bundle_digest);
-    } else {
+    auto contact = loadLastContact(store_);
+    if (!contact) return fail(std::move(contact.error()).wrap("load last contact"));
+    last_contact_ = std::max(*contact, applied_ ? applied_->applied_at : 0);
+    if (!applied_) {
         log::info("no bundle applied yet");
+        return {};
     }
+    log::info("applied bundle v{} ({}) loaded from the store", applied_->version,
+              applied_->bundle_digest);
+    auto stored = loadBundle(store_);
+    if (!stored) return fail(std::move(stored.error()).wrap("load applied bundle"));
+    if (!*stored) return fail(SharedErrc::kStore, "applied state names a bundle the store does not hold");
+    auto sets = PolicySets::build(**stored);
+    if (!sets) return fail(std::move(sets.error()).wrap("compile the applied bundle's policies"));
+    if (hooks_.policies_changed) hooks_.policies_changed(*sets);
     return {};
+}
+
+std::int64_t EdgeAgent::lastContact() const { return online() ? clock_.unixSeconds() : last_contact_; }
+
+void EdgeAgent::recordContact() {
+    last_contact_ = clock_.unixSeconds();
+    if (auto st = storeLastContact(store_, last_contact_); !st) {
+        log::warn("last contact not stored: {}", st.error().what());
+    }
 }
 
 void EdgeAgent::start() {
     if (mqtt_ == nullptr) {
         log::info("no broker configured: running offline on the stored state");
+        startOffline();
         return;
     }
     const auto desired = fmt::format("{}/dev/{}/desired", settings_.topic_prefix, settings_.device_id);
-    mqtt_->onMessage([this, desired](const mqtt::Message& message) {
+    const auto ack = fmt::format("{}/dev/{}/ack", settings_.topic_prefix, settings_.device_id);
+    mqtt_->onMessage([this, desired, ack](const mqtt::Message& message) {
+        if (message.topic == ack) {
+            if (hooks_.ack) hooks_.ack(message.payload);
+            return;
+        }
         if (message.topic != desired) return;
         if (message.payload.empty()) return;  // cleared by the control plane
         if (auto st = handleDesired(message.payload); !st) {
@@ -67,19 +91,28 @@ void EdgeAgent::start() {
         }
     });
     mqtt_->onConnectionChange([this](bool connected) {
+        recordContact();
         if (connected) {
             log::info("connected to the broker");
             publishStatus();
         } else {
             log::warn("broker connection lost; enforcing the stored state");
         }
+        if (hooks_.connection_changed) hooks_.connection_changed(connected, last_contact_);
     });
     mqtt_->subscribe(desired, 1);
+    mqtt_->subscribe(ack, 1);
     mqtt_->start();
     heartbeat_ = loop_.after(settings_.status_interval, [this] { heartbeat(); });
 }
 
+void EdgeAgent::startOffline() {
+    heartbeat_ = loop_.after(settings_.status_interval, [this] { heartbeat(); });
+}
+
 void EdgeAgent::heartbeat() {
+    if (online()) recordContact();
+    if (hooks_.heartbeat) hooks_.heartbeat();
     publishStatus();
     heartbeat_ = loop_.after(settings_.status_interval, [this] { heartbeat(); });
 }
@@ -111,10 +144,18 @@ Status EdgeAgent::handleDesired(std::string_view payload) {
         }
         auto err = std::move(verified.error()).wrap("verify bundle");
         last_error_ = RejectInfo{errorCodeName(err), err.what(), clock_.unixSeconds()};
-        publishStatus();
+        rejected();
         return fail(std::move(err));
     }
     const auto& b = *verified;
+    // Policies that do not compile would leave the device enforcing nothing: refuse the bundle.
+    auto sets = PolicySets::build(b);
+    if (!sets) {
+        auto err = std::move(sets.error()).wrap("compile bundle policies");
+        last_error_ = RejectInfo{"bad_policy", err.what(), clock_.unixSeconds()};
+        rejected();
+        return fail(std::move(err));
+    }
     AppliedState next;
     next.version = b.version;
     next.bundle_digest = "sha256:" + security::sha256Hex(bundle::toJson(b));
@@ -125,11 +166,12 @@ Status EdgeAgent::handleDesired(std::string_view payload) {
     if (auto st = commitApply(store_, b, payload, next); !st) {
         auto err = std::move(st.error()).wrap("store bundle");
         last_error_ = RejectInfo{errorCodeName(err), err.what(), clock_.unixSeconds()};
-        publishStatus();
+        rejected();
         return fail(std::move(err));
     }
     applied_ = std::move(next);
     last_error_.reset();
+    if (hooks_.policies_changed) hooks_.policies_changed(*sets);
     log::info("applied bundle v{} ({}, {} policies)", applied_->version, applied_->bundle_digest,
               applied_->policies.size());
     publishStatus();
@@ -149,6 +191,8 @@ nlohmann::json EdgeAgent::statusJson(bool online) const {
     } else {
         j["applied_version"] = nullptr;
     }
+    j["last_contact"] = lastContact();
+    if (hooks_.extend_status) hooks_.extend_status(j);
     if (last_error_) {
         j["last_error"] = {{"code", last_error_->code},
                            {"message", last_error_->message},
@@ -157,6 +201,11 @@ nlohmann::json EdgeAgent::statusJson(bool online) const {
         j["last_error"] = nullptr;
     }
     return j;
+}
+
+void EdgeAgent::rejected() {
+    if (hooks_.bundle_rejected) hooks_.bundle_rejected(*last_error_);
+    publishStatus();
 }
 
 void EdgeAgent::publishStatus() {

@@ -4,6 +4,7 @@
 // reports on its status topic. Works with no broker at all (mqtt may be null).
 // Lives on the event loop thread.
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -11,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "edged/local_state.hpp"
+#include "edged/policy_sets.hpp"
 #include "security/trust_root.hpp"
 #include "shared/core/clock.hpp"
 #include "shared/loop/event_loop.hpp"
@@ -33,12 +35,32 @@ struct RejectInfo {
     std::int64_t at = 0;
 };
 
+/// What the rest of edged hangs on the agent (decision API, queues); every hook is optional and
+/// runs on the loop thread.
+struct AgentHooks {
+    /// A bundle was applied (or loaded at start): the policies decisions must use from now on.
+    std::function<void(std::shared_ptr<const PolicySets>)> policies_changed;
+    /// The broker connection came or went; last_contact is the unix time of the last contact.
+    std::function<void(bool online, std::int64_t last_contact)> connection_changed;
+    /// A message on <prefix>/dev/<id>/ack.
+    std::function<void(const std::string& payload)> ack;
+    /// Adds fields to every status report.
+    std::function<void(nlohmann::json& status)> extend_status;
+    /// A bundle was refused (also reported on status).
+    std::function<void(const RejectInfo&)> bundle_rejected;
+    /// Runs on each heartbeat (status_interval), connected or not.
+    std::function<void()> heartbeat;
+};
+
+
 class EdgeAgent {
 public:
     EdgeAgent(EventLoop& loop, const Clock& clock, store::Store& store, mqtt::MqttClient* mqtt,
               security::TrustRoot trust_root, AgentSettings settings);
 
-    /// Reads the applied state from the store. Call before start().
+    /// Set before load().
+    void setHooks(AgentHooks hooks) { hooks_ = std::move(hooks); }
+    /// Reads the applied state from the store and compiles its policies. Call before start().
     [[nodiscard]] Status load();
     /// Subscribes to the desired topic and starts the MQTT session (when there is one).
     void start();
@@ -50,10 +72,16 @@ public:
 
     [[nodiscard]] const std::optional<AppliedState>& applied() const { return applied_; }
     [[nodiscard]] nlohmann::json statusJson(bool online) const;
+    /// Unix time of the last contact with the broker (persisted; now while connected).
+    [[nodiscard]] std::int64_t lastContact() const;
+    [[nodiscard]] bool online() const { return mqtt_ != nullptr && mqtt_->connected(); }
 
 private:
     void publishStatus();
     void heartbeat();
+    void startOffline();
+    void rejected();
+    void recordContact();
 
     EventLoop& loop_;
     const Clock& clock_;
@@ -64,6 +92,8 @@ private:
     std::optional<AppliedState> applied_;
     std::optional<RejectInfo> last_error_;
     std::unique_ptr<Timer> heartbeat_;
+    AgentHooks hooks_;
+    std::int64_t last_contact_ = 0;
 };
 
 /// The status topic's last will: offline, nothing else known.

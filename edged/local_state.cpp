@@ -1,5 +1,7 @@
 #include "edged/local_state.hpp"
 
+#include <charconv>
+
 #include <fmt/format.h>
 
 namespace edge::edged {
@@ -54,6 +56,28 @@ Result<std::optional<bundle::Bundle>> loadBundle(const store::Store& store) {
     auto parsed = bundle::fromJson(*text);
     if (!parsed) return fail(std::move(parsed.error()).wrap("stored bundle is corrupt"));
     return std::optional<bundle::Bundle>(std::move(*parsed));
+}
+
+Result<std::int64_t> loadLastContact(const store::Store& store) {
+    std::int64_t out = 0;
+    auto st = store.read([&](const store::ReadTxn& txn) -> Status {
+        auto value = txn.get(kStateDb, "last_contact");
+        if (!value) return fail(value.error());
+        if (*value) {
+            const auto& text = **value;
+            auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+            if (ec != std::errc{} || p != text.data() + text.size()) out = 0;  // corrupt: never
+        }
+        return {};
+    });
+    if (!st) return fail(st.error());
+    return out;
+}
+
+Status storeLastContact(store::Store& store, std::int64_t unix_seconds) {
+    return store.write([&](store::WriteTxn& txn) -> Status {
+        return txn.put(kStateDb, "last_contact", std::to_string(unix_seconds));
+    });
 }
 
 Status commitApply(store::Store& store, const bundle::Bundle& bundle, std::string_view jws,

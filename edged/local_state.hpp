@@ -1,6 +1,7 @@
 #pragma once
 // edged's state in its store (LMDB). Layout:
 //   db "state"    key "applied" -> AppliedState as JSON
+//                 key "last_contact" -> unix seconds of the last broker contact (decimal)
 //   db "bundle"   key "jws"     -> the signed bundle as received (re-verifiable)
 //                 key "payload" -> the verified payload JSON
 //   db "policies" key <file>    -> Rego source of each active policy
@@ -33,6 +34,9 @@ struct AppliedState {
 [[nodiscard]] Result<std::optional<AppliedState>> loadApplied(const store::Store& store);
 /// The payload of the applied bundle.
 [[nodiscard]] Result<std::optional<bundle::Bundle>> loadBundle(const store::Store& store);
+/// Unix seconds of the last broker contact, 0 when never.
+[[nodiscard]] Result<std::int64_t> loadLastContact(const store::Store& store);
+[[nodiscard]] Status storeLastContact(store::Store& store, std::int64_t unix_seconds);
 /// Stores bundle, policies and the new state in one durable transaction.
 [[nodiscard]] Status commitApply(store::Store& store, const bundle::Bundle& bundle,
                                  std::string_view jws, const AppliedState& state);

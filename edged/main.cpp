@@ -1,4 +1,5 @@
 // edged: `run` is the daemon; `status` prints the local state from the store, no broker needed.
+#include <charconv>
 #include <csignal>
 #include <iostream>
 
@@ -7,7 +8,11 @@
 #include <fmt/format.h>
 
 #include "edged/agent.hpp"
+#include "edged/enforcement.hpp"
+#include "security/bundle_signing.hpp"
+#include "shared/http/beast/beast_server.hpp"
 #include "shared/core/config.hpp"
+#include "shared/core/fs.hpp"
 #include "shared/core/log.hpp"
 #include "shared/loop/asio/asio_event_loop.hpp"
 #include "shared/mqtt/paho/paho_client.hpp"
@@ -19,6 +24,11 @@ using namespace edge;
 
 struct EdgedConfig {
     edged::AgentSettings agent;
+    edged::EnforcementSettings enforcement;
+    std::filesystem::path api_socket;  // default <state_dir>/edged.sock
+    std::string api_host;              // optional loopback TCP listener
+    int api_port = 0;
+    std::size_t api_max_body = 1u << 20;
     std::string broker;  // empty: offline only
     std::filesystem::path trust_root;
     std::filesystem::path state_dir;
@@ -26,6 +36,81 @@ struct EdgedConfig {
     std::chrono::milliseconds reconnect_max{30000};
     log::Level log_level = log::Level::kInfo;
 };
+
+std::unexpected<Error> configError(const std::filesystem::path& path, std::string_view key,
+                                   std::string_view problem) {
+    return fail(SharedErrc::kConfig, fmt::format("{}: key '{}': {}", path.string(), key, problem));
+}
+
+/// The decision API, queues and device description (docs/config.md).
+Status loadEnforcementConfig(config::ConfigFile& file, const std::filesystem::path& path, EdgedConfig& c) {
+    auto& e = c.enforcement;
+    e.device.id = c.agent.device_id;
+    e.topic_prefix = c.agent.topic_prefix;
+    if (file.has("api.socket")) {
+        auto socket = file.path("api.socket");
+        if (!socket) return fail(socket.error());
+        c.api_socket = *socket;
+    } else {
+        c.api_socket = c.state_dir / "edged.sock";
+    }
+    auto listen = file.string("api.listen", "");
+    if (!listen) return fail(listen.error());
+    if (!listen->empty()) {
+        const auto colon = listen->rfind(':');
+        int port = 0;
+        const auto port_text = colon == std::string::npos ? std::string_view{} : std::string_view(*listen).substr(colon + 1);
+        auto [p, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+        if (colon == std::string::npos || ec != std::errc{} || p != port_text.data() + port_text.size() ||
+            port < 0 || port > 65535) {
+            return configError(path, "api.listen", "expected host:port, e.g. 127.0.0.1:8181");
+        }
+        c.api_host = listen->substr(0, colon);
+        c.api_port = port;
+        if (c.api_host != "127.0.0.1" && c.api_host != "::1" && c.api_host != "localhost") {
+            return configError(path, "api.listen", "the decision API has no authentication: loopback only");
+        }
+        if (c.api_host == "localhost") c.api_host = "127.0.0.1";
+    }
+    auto max_body = file.integer("api.max_body_bytes", 1 << 20, 1024, 64 << 20);
+    if (!max_body) return fail(max_body.error());
+    c.api_max_body = static_cast<std::size_t>(*max_body);
+    auto timeout = file.duration("api.eval_timeout", e.decision.eval_timeout);
+    if (!timeout) return fail(timeout.error());
+    if (*timeout < std::chrono::milliseconds(1)) return configError(path, "api.eval_timeout", "at least 1ms");
+    e.decision.eval_timeout = *timeout;
+    auto decisions_max = file.integer("queues.decisions_max_bytes", 64 << 20, 4096, std::int64_t{1} << 40);
+    if (!decisions_max) return fail(decisions_max.error());
+    e.decisions_max_bytes = static_cast<std::size_t>(*decisions_max);
+    auto telemetry_max = file.integer("queues.telemetry_max_bytes", 16 << 20, 4096, std::int64_t{1} << 40);
+    if (!telemetry_max) return fail(telemetry_max.error());
+    e.telemetry_max_bytes = static_cast<std::size_t>(*telemetry_max);
+    auto batch = file.integer("queues.batch_records", 500, 1, 10000);
+    if (!batch) return fail(batch.error());
+    e.publisher.batch_records = static_cast<std::size_t>(*batch);
+    auto ack_timeout = file.duration("queues.ack_timeout", e.publisher.ack_timeout);
+    if (!ack_timeout) return fail(ack_timeout.error());
+    e.publisher.ack_timeout = *ack_timeout;
+    if (file.has("labels")) {
+        auto labels = file.strings("labels");
+        if (!labels) return fail(labels.error());
+        for (const auto& label : *labels) {
+            const auto eq = label.find('=');
+            if (eq == std::string::npos || eq == 0) {
+                return configError(path, "labels", fmt::format("'{}' is not key=value", label));
+            }
+            e.device.labels[label.substr(0, eq)] = label.substr(eq + 1);
+        }
+    }
+    if (file.has("accelerators")) {
+        auto accelerators = file.strings("accelerators");
+        if (!accelerators) return fail(accelerators.error());
+        e.device.hardware["accelerators"] = *accelerators;
+    } else {
+        e.device.hardware["accelerators"] = nlohmann::json::array();
+    }
+    return {};
+}
 
 Result<EdgedConfig> loadConfig(const std::filesystem::path& path) {
     auto file = config::ConfigFile::load(path);
@@ -72,6 +157,7 @@ Result<EdgedConfig> loadConfig(const std::filesystem::path& path) {
                                                      parsed_level.error().message()));
     }
     c.log_level = *parsed_level;
+    if (auto st = loadEnforcementConfig(*file, path, c); !st) return fail(st.error());
     if (auto st = file->finish(); !st) return fail(st.error());
     return c;
 }
@@ -102,22 +188,97 @@ int run(const EdgedConfig& cfg) {
             edged::offlineWill(cfg.agent.device_id), 1, true};
         mqtt = std::make_unique<mqtt::PahoMqttClient>(loop, clock, options);
     }
+    edged::LocalEnforcement enforcement(loop, clock, **store, mqtt.get(), cfg.enforcement);
     edged::EdgeAgent agent(loop, clock, **store, mqtt.get(), std::move(*root), cfg.agent);
+    agent.setHooks(enforcement.hooks());
     // State first, network second: the device knows what it enforces before it talks to anyone.
+    if (auto st = enforcement.load(); !st) {
+        std::cerr << "edged: " << st.error().what() << "\n";
+        return 1;
+    }
     if (auto st = agent.load(); !st) {
         std::cerr << "edged: " << st.error().what() << "\n";
         return 1;
+    }
+    enforcement.service().setConnectivity({false, agent.lastContact()});
+
+    http::ServerOptions api_options;
+    api_options.max_body_bytes = cfg.api_max_body;
+    http::BeastHttpServer api(
+        loop, [&enforcement](const http::Request& r) { return enforcement.service().handle(r); },
+        api_options);
+    if (auto st = api.listenUnix(cfg.api_socket); !st) {
+        std::cerr << "edged: decision API: " << st.error().what() << "\n";
+        return 1;
+    }
+    log::info("decision API on unix:{}", cfg.api_socket.string());
+    if (!cfg.api_host.empty()) {
+        auto port = api.listen(cfg.api_host, cfg.api_port);
+        if (!port) {
+            std::cerr << "edged: decision API: " << port.error().what() << "\n";
+            return 1;
+        }
+        log::info("decision API on http://{}:{}", cfg.api_host, *port);
     }
     agent.start();
     boost::asio::signal_set signals(loop.context(), SIGINT, SIGTERM);
     signals.async_wait([&](const boost::system::error_code& ec, int sig) {
         if (ec) return;
         log::info("stopping on signal {}", sig);
+        api.stop();
+        enforcement.flush();
         agent.stop();
         loop.stop();
     });
     loop.run();
     return 0;
+}
+
+/// Verifies a bundle from a file against the trust root and applies it, as if it came from the
+/// broker (provisioning without network, benchmarks). Run it while the daemon is stopped: the
+/// daemon reads the applied bundle at start.
+int applyFile(const EdgedConfig& cfg, const std::filesystem::path& file) {
+    log::init("edged", cfg.log_level);
+    auto root = security::TrustRoot::load(cfg.trust_root);
+    if (!root) {
+        std::cerr << "edged: trust root: " << root.error().what() << "\n";
+        return 2;
+    }
+    auto text = fs::readFile(file, 64u << 20);
+    if (!text) {
+        std::cerr << "edged: " << text.error().what() << "\n";
+        return 2;
+    }
+    auto store = store::LmdbStore::open(cfg.state_dir / "db");
+    if (!store) {
+        std::cerr << "edged: " << store.error().what() << "\n";
+        return 1;
+    }
+    AsioEventLoop loop;
+    SystemClock clock;
+    edged::EdgeAgent agent(loop, clock, **store, nullptr, std::move(*root), cfg.agent);
+    if (auto st = agent.load(); !st) {
+        std::cerr << "edged: " << st.error().what() << "\n";
+        return 1;
+    }
+    if (auto st = agent.handleDesired(*text); !st) {
+        std::cerr << "edged: bundle refused (" << edged::errorCodeName(st.error()) << "): "
+                  << st.error().what() << "\n";
+        return 1;
+    }
+    std::cout << "applied bundle v" << agent.applied()->version << " " << agent.applied()->bundle_digest << "\n";
+    return 0;
+}
+
+/// The running daemon's view (connectivity, policy set), when it answers on its socket.
+std::optional<nlohmann::json> liveStatus(const EdgedConfig& cfg) {
+    http::ClientOptions options;
+    options.timeout = std::chrono::milliseconds(1000);
+    auto response = http::requestUnix(cfg.api_socket, "GET", "/health", {}, options);
+    if (!response || response->status != 200) return std::nullopt;
+    auto j = nlohmann::json::parse(response->body, nullptr, false);
+    if (j.is_discarded()) return std::nullopt;
+    return j;
 }
 
 int status(const EdgedConfig& cfg, bool as_json) {
@@ -138,13 +299,51 @@ int status(const EdgedConfig& cfg, bool as_json) {
         std::cerr << "edged: " << applied.error().what() << "\n";
         return 1;
     }
+    auto last_contact = edged::loadLastContact(**store);
+    if (!last_contact) {
+        std::cerr << "edged: " << last_contact.error().what() << "\n";
+        return 1;
+    }
+    AsioEventLoop loop;
+    edged::GroupWriter writer(**store, loop);  // never used: the queues are only read
+    edged::DurableQueue decisions(**store, writer, {"decisions", cfg.enforcement.decisions_max_bytes});
+    edged::DurableQueue telemetry(**store, writer, {"telemetry", cfg.enforcement.telemetry_max_bytes});
+    if (auto st = decisions.load(); !st) {
+        std::cerr << "edged: decision log: " << st.error().what() << "\n";
+        return 1;
+    }
+    if (auto st = telemetry.load(); !st) {
+        std::cerr << "edged: telemetry queue: " << st.error().what() << "\n";
+        return 1;
+    }
+    const auto live = liveStatus(cfg);
+    const bool online = live && live->value("online", false);
+    const auto contact = std::max(*last_contact, *applied ? (*applied)->applied_at : 0);
+    const std::int64_t now = SystemClock{}.unixSeconds();
+    const std::int64_t offline_for = online || contact == 0 ? 0 : std::max<std::int64_t>(0, now - contact);
+    nlohmann::json j = {{"device", cfg.agent.device_id}};
+    j["applied"] = *applied ? edged::toJson(**applied) : nlohmann::json(nullptr);
+    j["connectivity"] = {{"daemon", live ? "running" : "not answering"},
+                         {"online", online},
+                         {"last_contact", contact},
+                         {"offline_seconds", offline_for}};
+    if (live) j["policy_set"] = live->value("policy_set", "");
+    j["queues"] = {{"decisions", edged::queueJson(decisions)}, {"telemetry", edged::queueJson(telemetry)}};
     if (as_json) {
-        nlohmann::json j = {{"device", cfg.agent.device_id}};
-        j["applied"] = *applied ? edged::toJson(**applied) : nlohmann::json(nullptr);
         std::cout << j.dump(2) << "\n";
         return 0;
     }
-    std::cout << "device:   " << cfg.agent.device_id << "\n";
+    std::cout << "device:   " << cfg.agent.device_id << "\n"
+              << "daemon:   " << (live ? "running" : "not answering on " + cfg.api_socket.string()) << "\n"
+              << "online:   " << (online ? "yes" : "no");
+    if (!online && contact != 0) std::cout << " (last contact " << isoTime(contact) << ", " << offline_for << " s ago)";
+    std::cout << "\n";
+    if (live) std::cout << "policies in force: " << live->value("policy_set", "") << "\n";
+    for (const auto* q : {&decisions, &telemetry}) {
+        std::cout << (q == &decisions ? "decisions: " : "telemetry: ") << q->headSeq() << " recorded, "
+                  << q->headSeq() - q->acked() << " not yet acknowledged, " << q->dropped()
+                  << " dropped (queue full), " << q->bytes() << " bytes queued\n";
+    }
     if (!*applied) {
         std::cout << "applied:  nothing yet\n";
         return 0;
@@ -168,6 +367,10 @@ int main(int argc, char** argv) {
     std::filesystem::path config_path;
     auto* run_cmd = app.add_subcommand("run", "run the daemon");
     run_cmd->add_option("-c,--config", config_path, "config file (docs/config.md)")->required();
+    std::filesystem::path bundle_file;
+    auto* apply_cmd = app.add_subcommand("apply", "verify a bundle file and apply it (daemon stopped)");
+    apply_cmd->add_option("-c,--config", config_path, "config file")->required();
+    apply_cmd->add_option("bundle", bundle_file, "signed bundle (JWS JSON)")->required();
     bool as_json = false;
     auto* status_cmd = app.add_subcommand("status", "print the local state (no broker needed)");
     status_cmd->add_option("-c,--config", config_path, "config file")->required();
@@ -180,5 +383,6 @@ int main(int argc, char** argv) {
         return 2;
     }
     if (*run_cmd) return run(*cfg);
+    if (*apply_cmd) return applyFile(*cfg, bundle_file);
     return status(*cfg, as_json);
 }

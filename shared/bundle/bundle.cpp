@@ -38,13 +38,112 @@ Result<std::int64_t> timeField(const json& doc, const char* name) {
     return v.get<std::int64_t>();
 }
 
+Result<std::vector<std::string>> stringArray(const json& v, const std::string& where) {
+    if (!v.is_array()) return bad("field \"" + where + "\" must be an array of strings");
+    std::vector<std::string> out;
+    for (const auto& item : v) {
+        if (!item.is_string()) return bad("field \"" + where + "\" must be an array of strings");
+        out.push_back(item.get<std::string>());
+    }
+    return out;
+}
+
+Result<std::map<std::string, std::string>> policyMap(const json& v, const std::string& where) {
+    if (!v.is_object()) return bad("field \"" + where + "\" must be an object of strings");
+    std::map<std::string, std::string> out;
+    for (const auto& [name, body] : v.items()) {
+        if (!body.is_string()) return bad("field \"" + where + "\": \"" + name + "\" must be a string");
+        out.emplace(name, body.get<std::string>());
+    }
+    return out;
+}
+
+Result<Enforcement> parseEnforcement(const json& v) {
+    if (!v.is_object()) return bad("field \"enforcement\" must be an object");
+    static const std::set<std::string> kKnown = {"entrypoints", "log_input", "usage_windows",
+                                                 "offline", "policy_sets"};
+    for (const auto& item : v.items()) {
+        if (!kKnown.contains(item.key())) return bad("unknown field \"enforcement." + item.key() + "\"");
+    }
+    Enforcement out;
+    if (auto it = v.find("entrypoints"); it != v.end()) {
+        auto list = stringArray(*it, "enforcement.entrypoints");
+        if (!list) return fail(std::move(list.error()));
+        for (const auto& entry : *list) {
+            if (!entry.starts_with("data.")) {
+                return bad("field \"enforcement.entrypoints\": \"" + entry + "\" must start with \"data.\"");
+            }
+        }
+        out.entrypoints = std::move(*list);
+    }
+    if (auto it = v.find("log_input"); it != v.end()) {
+        if (!it->is_boolean()) return bad("field \"enforcement.log_input\" must be a boolean");
+        out.log_input = it->get<bool>();
+    }
+    if (auto it = v.find("usage_windows"); it != v.end()) {
+        auto list = stringArray(*it, "enforcement.usage_windows");
+        if (!list) return fail(std::move(list.error()));
+        for (const auto& w : *list) {
+            if (!isUsageWindow(w)) {
+                return bad("field \"enforcement.usage_windows\": unknown window \"" + w +
+                           "\" (hour, day, week, month, total)");
+            }
+        }
+        out.usage_windows = std::move(*list);
+    }
+    if (auto it = v.find("policy_sets"); it != v.end()) {
+        if (!it->is_object()) return bad("field \"enforcement.policy_sets\" must be an object");
+        for (const auto& [name, files] : it->items()) {
+            auto set = policyMap(files, "enforcement.policy_sets." + name);
+            if (!set) return fail(std::move(set.error()));
+            if (set->empty()) return bad("policy set \"" + name + "\" is empty");
+            out.policy_sets.emplace(name, std::move(*set));
+        }
+    }
+    if (auto it = v.find("offline"); it != v.end()) {
+        if (!it->is_object()) return bad("field \"enforcement.offline\" must be an object");
+        for (const auto& item : it->items()) {
+            if (item.key() != "max_age" && item.key() != "after") {
+                return bad("unknown field \"enforcement.offline." + item.key() + "\"");
+            }
+        }
+        if (auto age = it->find("max_age"); age != it->end()) {
+            if (!age->is_number_unsigned()) {
+                return bad("field \"enforcement.offline.max_age\" must be an unsigned integer (seconds)");
+            }
+            if (age->get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+                return bad("field \"enforcement.offline.max_age\" is out of range");
+            }
+            out.offline.max_age = static_cast<std::int64_t>(age->get<std::uint64_t>());
+        }
+        if (auto after = it->find("after"); after != it->end()) {
+            if (!after->is_string()) return bad("field \"enforcement.offline.after\" must be a string");
+            out.offline.after = after->get<std::string>();
+        }
+    }
+    if (out.offline.after != "keep" && !out.policy_sets.contains(out.offline.after)) {
+        return bad("field \"enforcement.offline.after\": \"" + out.offline.after +
+                   "\" is neither \"keep\" nor a policy set of the bundle");
+    }
+    return out;
+}
+
+json enforcementJson(const Enforcement& e) {
+    return {{"entrypoints", e.entrypoints},
+            {"log_input", e.log_input},
+            {"usage_windows", e.usage_windows},
+            {"offline", {{"max_age", e.offline.max_age}, {"after", e.offline.after}}},
+            {"policy_sets", e.policy_sets}};
+}
+
 Result<Bundle> parseDocument(std::string_view text) {
     const json doc = json::parse(text.begin(), text.end(), nullptr, false);
     if (doc.is_discarded()) return bad("not valid JSON");
     if (!doc.is_object()) return bad("not a JSON object");
 
     static const std::set<std::string> kKnown = {"schema",    "device", "version", "issued_at",
-                                                 "expires_at", "source", "policies", "data"};
+                                                 "expires_at", "source", "policies", "data",
+                                                 "enforcement"};
     for (const auto& item : doc.items()) {
         if (!kKnown.contains(item.key())) return bad("unknown field \"" + item.key() + "\"");
     }
@@ -83,16 +182,20 @@ Result<Bundle> parseDocument(std::string_view text) {
 
     auto policies = field(doc, "policies");
     if (!policies) return fail(std::move(policies.error()));
-    if (!(*policies)->is_object()) return bad("field \"policies\" must be an object of strings");
-    for (const auto& [name, body] : (*policies)->items()) {
-        if (!body.is_string()) return bad("field \"policies\": \"" + name + "\" must be a string");
-        out.policies.emplace(name, body.get<std::string>());
-    }
+    auto policy_files = policyMap(**policies, "policies");
+    if (!policy_files) return fail(std::move(policy_files.error()));
+    out.policies = std::move(*policy_files);
 
     auto data = field(doc, "data");
     if (!data) return fail(std::move(data.error()));
     if (!(*data)->is_object()) return bad("field \"data\" must be an object");
     out.data = **data;
+
+    if (auto it = doc.find("enforcement"); it != doc.end()) {
+        auto enforcement = parseEnforcement(*it);
+        if (!enforcement) return fail(std::move(enforcement.error()));
+        out.enforcement = std::move(*enforcement);
+    }
     return out;
 }
 
@@ -100,7 +203,8 @@ Result<Bundle> parseDocument(std::string_view text) {
 
 std::string Bundle::contentDigest() const {
     // nlohmann::json keeps object keys sorted, so equal contents dump identically.
-    const json content = {{"policies", policies}, {"data", data}};
+    const json content = {{"policies", policies}, {"data", data},
+                          {"enforcement", enforcementJson(enforcement)}};
     return "sha256:" + security::sha256Hex(dumpCompact(content));
 }
 
@@ -108,7 +212,8 @@ std::string toJson(const Bundle& bundle) {
     const json doc = {{"schema", bundle.schema},         {"device", bundle.device_id},
                       {"version", bundle.version},       {"issued_at", bundle.issued_at},
                       {"expires_at", bundle.expires_at}, {"source", bundle.source},
-                      {"policies", bundle.policies},     {"data", bundle.data}};
+                      {"policies", bundle.policies},     {"data", bundle.data},
+                      {"enforcement", enforcementJson(bundle.enforcement)}};
     return dumpCompact(doc);
 }
 
@@ -118,6 +223,11 @@ Result<Bundle> fromJson(std::string_view text) {
     } catch (const json::exception& e) {
         return bad(e.what());
     }
+}
+
+bool isUsageWindow(std::string_view window) {
+    return window == "hour" || window == "day" || window == "week" || window == "month" ||
+           window == "total";
 }
 
 bool isValidDeviceId(std::string_view id) {

@@ -3,11 +3,17 @@
 // Wire form: JSON (this file), carried as the payload of a JWS (security/bundle_signing.hpp).
 //
 // {"schema":1,"device":"dev-1","version":7,"issued_at":1764380000,"expires_at":1764984800,
-//  "source":"sha256:…","policies":{"finops.rego":"package finops …"},"data":{…}}
+//  "source":"sha256:…","policies":{"finops.rego":"package finops …"},"data":{…},
+//  "enforcement":{"entrypoints":["data.finops.deny"],"log_input":false,
+//                 "usage_windows":["day","month"],
+//                 "offline":{"max_age":259200,"after":"lockdown"},
+//                 "policy_sets":{"lockdown":{"lockdown.rego":"package lockdown …"}}}}
+// "enforcement" is optional on the wire (older bundles): its defaults apply.
 #include <cstdint>
 #include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -16,6 +22,31 @@
 namespace edge::bundle {
 
 inline constexpr int kSchema = 1;
+
+/// How long the bundle may be enforced without contact, and what applies after.
+struct OfflineRule {
+    std::int64_t max_age = 0;    // seconds; 0: no limit
+    std::string after = "keep";  // "keep", or the name of a policy set in Enforcement::policy_sets
+
+    bool operator==(const OfflineRule&) const = default;
+};
+
+/// How edged enforces the bundle locally (docs/enforcement.md).
+struct Enforcement {
+    /// Admission entry points (deny sets); empty: `data.<pkg>.deny` of every package that has one.
+    std::vector<std::string> entrypoints;
+    bool log_input = false;  // the decision log keeps each input itself, not only its digest
+    /// Metering windows exposed as data.edge.usage.<project>.<window>: hour, day, week, month, total.
+    std::vector<std::string> usage_windows = {"day", "month"};
+    OfflineRule offline;
+    /// Named alternative policy sets (fail-safe): name -> file name -> Rego source.
+    std::map<std::string, std::map<std::string, std::string>> policy_sets;
+
+    bool operator==(const Enforcement&) const = default;
+};
+
+/// Windows usage can be metered over.
+[[nodiscard]] bool isUsageWindow(std::string_view window);
 
 struct Bundle {
     int schema = kSchema;
@@ -26,8 +57,9 @@ struct Bundle {
     std::string source;           // revision of the fleet the bundle was compiled from
     std::map<std::string, std::string> policies;  // file name -> Rego source
     nlohmann::json data = nlohmann::json::object();
+    Enforcement enforcement;
 
-    /// Digest of what the device is told to do (policies and data), independent of version,
+    /// Digest of what the device is told to do (policies, data, enforcement), independent of version,
     /// times and source: equal contents give equal digests.
     [[nodiscard]] std::string contentDigest() const;
 };

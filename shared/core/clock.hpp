@@ -19,6 +19,10 @@ public:
     [[nodiscard]] std::int64_t unixSeconds() const {
         return std::chrono::duration_cast<std::chrono::seconds>(now().time_since_epoch()).count();
     }
+    /// Wall-clock milliseconds since the Unix epoch.
+    [[nodiscard]] std::int64_t unixMillis() const {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(now().time_since_epoch()).count();
+    }
 };
 
 class SystemClock final : public Clock {

@@ -9,6 +9,7 @@
 #include "security/crypto.hpp"
 #include "shared/core/fs.hpp"
 #include "shared/http/http.hpp"
+#include "shared/store/lmdb/lmdb_store.hpp"
 #include "tests/support/ports.hpp"
 
 namespace edge::test {
@@ -103,12 +104,6 @@ nlohmann::json FleetHarness::localStatus(const std::string& id) const {
     return nlohmann::json::parse(res.out);
 }
 
-std::string FleetHarness::dbDigest(const std::string& id) const {
-    auto data = fs::readFile(dir / "state" / id / "db" / "data.mdb", 1u << 30);
-    REQUIRE(data);
-    return security::sha256Hex(*data);
-}
-
 void FleetHarness::publishDesired(const std::string& id, const std::string& payload) const {
     const auto file = dir / "payload.json";
     test::writeFile(file, payload);
@@ -117,6 +112,57 @@ void FleetHarness::publishDesired(const std::string& id, const std::string& payl
                            fmt::format("edge/v1/dev/{}/desired", id), "-f", file.string()});
     INFO(res.err);
     REQUIRE(res.exit_code == 0);
+}
+
+}  // namespace edge::test
+
+namespace edge::test {
+
+void FleetHarness::appendDeviceConfig(const std::string& id, const std::string& yaml) const {
+    const auto path = dir / fmt::format("{}.yaml", id);
+    test::writeFile(path, test::readFile(path) + yaml);
+}
+
+std::filesystem::path FleetHarness::socket(const std::string& id) const {
+    return dir / "state" / id / "edged.sock";
+}
+
+std::string FleetHarness::retainedDesired(const std::string& id) const {
+    auto res = runCommand({"/usr/bin/mosquitto_sub", "-h", "127.0.0.1", "-p", std::to_string(broker.port()),
+                           "-C", "1", "-W", "10", "-t", fmt::format("edge/v1/dev/{}/desired", id)});
+    INFO(res.err);
+    REQUIRE(res.exit_code == 0);
+    auto text = res.out;
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+    return text;
+}
+
+std::string FleetHarness::stateDigest(const std::string& id) const {
+    store::LmdbOptions options;
+    options.read_only = true;
+    auto store = store::LmdbStore::open(dir / "state" / id / "db", options);
+    REQUIRE(store);
+    std::string all;
+    auto st = (*store)->read([&](const store::ReadTxn& txn) -> Status {
+        for (const auto* db : {"state", "bundle", "policies"}) {
+            auto listed = txn.forEach(db, [&](std::string_view key, std::string_view value) {
+                if (key != "last_contact") all += fmt::format("{}/{}={}\n", db, key, value);
+                return true;
+            });
+            if (!listed) return listed;
+        }
+        return {};
+    });
+    REQUIRE(st);
+    return security::sha256Hex(all);
+}
+
+nlohmann::json FleetHarness::stream(const std::string& id, const std::string& name, std::size_t limit) const {
+    auto res = http::request("GET", fmt::format("{}/v1/devices/{}/{}?limit={}", server(), id, name, limit),
+                             {}, {std::chrono::seconds(10)});
+    if (!res || res->status != 200) return nullptr;
+    auto body = nlohmann::json::parse(res->body, nullptr, false);
+    return body.is_discarded() ? nlohmann::json(nullptr) : body;
 }
 
 }  // namespace edge::test

@@ -28,11 +28,21 @@ public:
     [[nodiscard]] bool waitConverged(std::chrono::milliseconds timeout) const;
     /// `edged status --json` of a device, run as its own process.
     [[nodiscard]] nlohmann::json localStatus(const std::string& id) const;
-    /// SHA-256 of a device's LMDB data file.
-    [[nodiscard]] std::string dbDigest(const std::string& id) const;
     /// Publishes a raw payload on a device's desired topic with mosquitto_pub.
     void publishDesired(const std::string& id, const std::string& payload) const;
     [[nodiscard]] std::string server() const;
+    /// Appends YAML lines to a device's config (before startDevice).
+    void appendDeviceConfig(const std::string& id, const std::string& yaml) const;
+    /// The device's decision API socket.
+    [[nodiscard]] std::filesystem::path socket(const std::string& id) const;
+    /// The retained bundle on a device's desired topic, read with mosquitto_sub.
+    [[nodiscard]] std::string retainedDesired(const std::string& id) const;
+    /// A digest of what a device enforces: its applied state, bundle and policies in LMDB
+    /// (not its logs and queues, which grow with every event).
+    [[nodiscard]] std::string stateDigest(const std::string& id) const;
+    /// GET a stream (decisions, telemetry) of a device from the control plane; null on failure.
+    [[nodiscard]] nlohmann::json stream(const std::string& id, const std::string& stream,
+                                        std::size_t limit = 10000) const;
 
     TempDir dir;
     Mosquitto broker;

@@ -50,10 +50,17 @@ std::unique_ptr<Timer> AsioEventLoop::after(std::chrono::milliseconds delay,
 }
 
 void AsioEventLoop::run() {
+    // A stop() that came before this run() (e.g. from another thread racing the start) ends it
+    // at once instead of being forgotten by restart().
+    if (stop_requested_.exchange(false)) return;
     io_.restart();
     io_.run();
+    stop_requested_ = false;
 }
 
-void AsioEventLoop::stop() { io_.stop(); }
+void AsioEventLoop::stop() {
+    stop_requested_ = true;
+    io_.stop();
+}
 
 }  // namespace edge

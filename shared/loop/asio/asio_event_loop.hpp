@@ -1,6 +1,8 @@
 #pragma once
 // EventLoop on a boost::asio::io_context. Adapters that need the io_context itself (the Beast
 // HTTP server) take it from context(); only main.cpp files and adapters include this header.
+#include <atomic>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 
@@ -24,6 +26,7 @@ public:
 private:
     boost::asio::io_context io_;
     boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
+    std::atomic<bool> stop_requested_{false};
 };
 
 }  // namespace edge

@@ -16,7 +16,12 @@ TEST_CASE("compileFleet: the example fleet compiles into one bundle per device")
     REQUIRE(fleet->bundles.size() == 3);
     const auto& b1 = fleet->bundles.at("edge-1");
     CHECK(b1.device_id == "edge-1");
-    CHECK(b1.policies.size() == 2);
+    CHECK(b1.policies.size() == 3);
+    // The group's enforcement block travels in the bundle, its fail-safe set read from the fleet.
+    CHECK(b1.enforcement.offline.max_age == 72 * 3600);
+    CHECK(b1.enforcement.offline.after == "lockdown");
+    CHECK(b1.enforcement.policy_sets.at("lockdown").contains("policies/lockdown.rego"));
+    CHECK(fleet->bundles.at("edge-3").enforcement == bundle::Enforcement{});
     CHECK(b1.data["finops_data"]["unit_costs"]["nvidia_gpu"]["hourly_rate"] == 2.5);
     CHECK(b1.data["locality"]["allowed_regions"]["personal"]["eu"] == true);
     CHECK(fleet->bundles.at("edge-3").policies.size() == 1);
@@ -28,6 +33,7 @@ TEST_CASE("compileFleet: the example fleet compiles into one bundle per device")
 TEST_CASE("compileFleet: each kind of bad fleet is refused with a message naming it") {
     test::TempDir dir;
     test::writeFile(dir / "policies/p.rego", "package p\n");
+    test::writeFile(dir / "policies/broken.rego", "package broken\ndeny contains x if {\n");
     struct Case {
         std::string yaml;
         std::string expected;
@@ -42,6 +48,14 @@ TEST_CASE("compileFleet: each kind of bad fleet is refused with a message naming
         {"groups: {g: {}}\ndevices: {d1: {}}\n", "'group' is required"},
         {"groups: [\n", "fleet.yaml:"},
         {"extra: 1\n", "unknown key 'extra'"},
+        {"groups: {g: {policies: [policies/broken.rego]}}\ndevices: {}\n", "do not compile"},
+        {"groups: {g: {enforcement: {offline: {max_age: 2s, after: nowhere}}}}\ndevices: {}\n",
+         "neither 'keep' nor one of the group's policy_sets"},
+        {"groups: {g: {enforcement: {offline: {max_age: soon}}}}\ndevices: {}\n", "max_age"},
+        {"groups: {g: {enforcement: {usage_windows: [fortnight]}}}\ndevices: {}\n", "unknown window 'fortnight'"},
+        {"groups: {g: {enforcement: {entrypoints: [finops.deny]}}}\ndevices: {}\n", "must start with 'data.'"},
+        {"groups: {g: {enforcement: {policy_sets: {safe: [policies/broken.rego]}}}}\ndevices: {}\n",
+         "policy set 'safe' do not compile"},
     };
     for (const auto& c : cases) {
         test::writeFile(dir / "fleet.yaml", c.yaml);

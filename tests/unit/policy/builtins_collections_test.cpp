@@ -67,7 +67,7 @@ TEST_CASE("object.union_n folds left to right and rejects non-objects") {
           "object.union_n: operand 1 must be array of objects but got array containing string");
 }
 
-TEST_CASE("object.keys returns a set; object.subset compares recursively") {
+TEST_CASE("object.keys returns a set, object.subset compares recursively") {
     CHECK(eval("object.keys", {json(R"({"a": 1, "b": 2})")}) == Value::set({str("a"), str("b")}));
     CHECK(eval("object.subset", {json(R"({"a": {"b": 1, "c": 2}, "d": [1, 2, 3]})"),
                                  json(R"({"a": {"b": 1}, "d": [2, 3]})")}) == Value::boolean(true));

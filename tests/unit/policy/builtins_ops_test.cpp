@@ -124,7 +124,7 @@ TEST_CASE("Aggregates: sum and product over arrays and sets") {
           "sum: operand 1 must be one of {set, array} but got number");
 }
 
-TEST_CASE("Aggregates: max, min and sort use the total order; empty max is undefined") {
+TEST_CASE("Aggregates: max, min and sort use the total order, empty max is undefined") {
     CHECK(eval("max", {json("[1, 4, 2]")}) == num(4));
     CHECK(eval("min", {json("[3, 1, 2, 1]")}) == num(1));
     CHECK(eval("max", {json(R"([1, "a", null])")}) == str("a"));

@@ -79,7 +79,7 @@ TEST_CASE("lower and upper map Unicode letters") {
     CHECK(eval("upper", {str("straße")}) == str("STRAßE"));
 }
 
-TEST_CASE("split: every separator makes a piece; an empty separator splits code points") {
+TEST_CASE("split: every separator makes a piece, an empty separator splits code points") {
     CHECK(eval("split", {str("foo.bar.baz"), str(".")}) == strs({"foo", "bar", "baz"}));
     CHECK(eval("split", {str("foo"), str(".")}) == strs({"foo"}));
     CHECK(eval("split", {str(".a."), str(".")}) == strs({"", "a", ""}));
@@ -112,7 +112,7 @@ TEST_CASE("strings.replace_n: non-string keys, values and subjects are type erro
           "strings.replace_n: operand 2 must be string but got number");
 }
 
-TEST_CASE("trim family: cutsets are sets of code points; prefix and suffix are exact") {
+TEST_CASE("trim family: cutsets are sets of code points, prefix and suffix are exact") {
     CHECK(eval("trim", {str("¡¡¡foo, bar!!!"), str("!¡")}) == str("foo, bar"));
     CHECK(eval("trim", {str("...foo.bar..."), str(".fr")}) == str("oo.ba"));
     CHECK(eval("trim", {str("¡¡¡foo, bar!!!"), str("i")}) == str("¡¡¡foo, bar!!!"));
@@ -125,7 +125,7 @@ TEST_CASE("trim family: cutsets are sets of code points; prefix and suffix are e
     CHECK(eval("trim_space", {str("\u00a0\u3000x\u2003")}) == str("x"));
 }
 
-TEST_CASE("strings.reverse reverses code points; strings.count counts non-overlapping matches") {
+TEST_CASE("strings.reverse reverses code points, strings.count counts non-overlapping matches") {
     CHECK(eval("strings.reverse", {str("1😀𝛾")}) == str("𝛾😀1"));
     CHECK(eval("strings.reverse", {str("")}) == str(""));
     CHECK_THAT(failure(PolicyErrc::kTypeError, "strings.reverse", {num(123)}),

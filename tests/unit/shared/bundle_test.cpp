@@ -20,6 +20,11 @@ Bundle sample() {
     b.source = "sha256:0123";
     b.policies = {{"finops.rego", "package finops\n"}, {"safety.rego", "package safety\n"}};
     b.data = {{"limits", {{"cpu", 2}, {"mem", "1Gi"}}}, {"zones", {"a", "b"}}};
+    b.enforcement.entrypoints = {"data.finops.deny"};
+    b.enforcement.log_input = true;
+    b.enforcement.usage_windows = {"hour", "month"};
+    b.enforcement.offline = {3600, "safe"};
+    b.enforcement.policy_sets["safe"] = {{"safe.rego", "package safe\n"}};
     return b;
 }
 
@@ -42,8 +47,8 @@ TEST_CASE("Bundle: toJson is compact with exactly the documented keys") {
     const json doc = json::parse(text);
     std::vector<std::string> keys;
     for (const auto& item : doc.items()) keys.push_back(item.key());
-    CHECK(keys == std::vector<std::string>{"data", "device", "expires_at", "issued_at", "policies",
-                                           "schema", "source", "version"});
+    CHECK(keys == std::vector<std::string>{"data", "device", "enforcement", "expires_at", "issued_at",
+                                           "policies", "schema", "source", "version"});
     CHECK(doc["schema"] == 1);
     CHECK(doc["device"] == "dev-1");
     CHECK(doc["version"] == 7);
@@ -62,7 +67,40 @@ TEST_CASE("Bundle: fromJson(toJson(b)) gives back every field") {
     CHECK(parsed->source == original.source);
     CHECK(parsed->policies == original.policies);
     CHECK(parsed->data == original.data);
+    CHECK(parsed->enforcement == original.enforcement);
     CHECK(bundle::toJson(*parsed) == bundle::toJson(original));
+}
+
+TEST_CASE("Bundle: enforcement is optional, and checked when present") {
+    auto doc = sampleJson();
+    doc.erase("enforcement");
+    auto parsed = bundle::fromJson(doc.dump());
+    REQUIRE(parsed);
+    CHECK(parsed->enforcement == bundle::Enforcement{});
+    CHECK(parsed->enforcement.offline.after == "keep");
+
+    doc = sampleJson();
+    doc["enforcement"]["offline"]["after"] = "missing";
+    expectParseError(doc, "neither \"keep\" nor a policy set");
+    doc = sampleJson();
+    doc["enforcement"]["usage_windows"] = {"fortnight"};
+    expectParseError(doc, "unknown window \"fortnight\"");
+    doc = sampleJson();
+    doc["enforcement"]["colour"] = 1;
+    expectParseError(doc, "unknown field \"enforcement.colour\"");
+    doc = sampleJson();
+    doc["enforcement"]["offline"]["max_age"] = -1;
+    expectParseError(doc, "max_age");
+    doc = sampleJson();
+    doc["enforcement"]["entrypoints"] = {"finops.deny"};
+    expectParseError(doc, "must start with \"data.\"");
+    doc = sampleJson();
+    doc["enforcement"]["policy_sets"]["safe"] = json::object();
+    expectParseError(doc, "is empty");
+    // The digest covers enforcement: a changed offline rule is a changed bundle.
+    auto changed = sample();
+    changed.enforcement.offline.max_age = 7200;
+    CHECK(changed.contentDigest() != sample().contentDigest());
 }
 
 TEST_CASE("Bundle: fromJson accepts negative times and empty policies and data") {
