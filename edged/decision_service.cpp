@@ -14,6 +14,8 @@ using nlohmann::json;
 
 constexpr std::size_t kMaxLoggedResultBytes = 4096;
 
+std::string jsonString(const std::string& s) { return json(s).dump(-1, ' ', false, json::error_handler_t::replace); }
+
 /// JSON text the engine produced, as a JSON value for a log record (null if it does not parse).
 json logged(const std::string& text) {
     auto j = json::parse(text, nullptr, false);
@@ -178,13 +180,17 @@ http::Response DecisionService::admit(std::string_view body) {
         if (*value) collectReasons(entry, **value, reasons);
     }
     const bool allowed = reasons.empty();
-    record["result"] = {{"allowed", allowed}, {"reasons", reasons}};
+    record["result"] = {{"allowed", allowed}, {"reasons", reasons}};  // copied: also answered
     logDecision(std::move(record));
-    return jsonResponse(200, {{"allowed", allowed},
-                              {"reasons", std::move(reasons)},
-                              {"decision_id", id},
-                              {"policy_set", set.name},
-                              {"bundle_version", sets.bundle_version}});
+    // Written directly (the hot path): the same JSON nlohmann would give, keys sorted.
+    std::string out = fmt::format(R"({{"allowed":{},"bundle_version":{},"decision_id":{},"policy_set":{},"reasons":[)",
+                                  allowed, sets.bundle_version, jsonString(id), jsonString(set.name));
+    for (std::size_t i = 0; i < reasons.size(); ++i) {
+        if (i > 0) out += ',';
+        out += jsonString(reasons[i]);
+    }
+    out += "]}\n";
+    return {200, "application/json", std::move(out)};
 }
 
 http::Response DecisionService::data(std::string_view path, std::string_view body) {

@@ -32,7 +32,7 @@ LocalEnforcement::LocalEnforcement(EventLoop& loop, const Clock& clock, store::S
                                    mqtt::MqttClient* mqtt, EnforcementSettings settings)
     : clock_(clock),
       settings_(std::move(settings)),
-      writer_(store, loop),
+      writer_(store, loop, settings_.commit_interval),
       decisions_(store, writer_, {"decisions", settings_.decisions_max_bytes}),
       telemetry_(store, writer_, {"telemetry", settings_.telemetry_max_bytes}),
       meter_(store, writer_, clock) {

@@ -16,6 +16,7 @@
 // - The destructor (call it on the loop thread, and keep the store alive until it returns)
 //   commits or fails every write already submitted, then returns; the done callbacks of those
 //   writes are not run once it has returned.
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -36,7 +37,11 @@ public:
     using WriteFn = std::function<Status(store::WriteTxn&)>;
     using DoneFn = std::function<void(const Status&)>;
 
-    GroupWriter(store::Store& store, EventLoop& loop);
+    /// min_interval spaces transactions out: after one commits, the next starts no sooner than
+    /// min_interval after it started (flush() and shutdown skip the wait). A longer interval
+    /// puts more writes in each fsync; what waits is lost on power loss, so keep it short.
+    GroupWriter(store::Store& store, EventLoop& loop,
+                std::chrono::milliseconds min_interval = std::chrono::milliseconds(0));
     ~GroupWriter();
     GroupWriter(const GroupWriter&) = delete;
     GroupWriter& operator=(const GroupWriter&) = delete;
@@ -69,6 +74,8 @@ private:
 
     store::Store& store_;
     EventLoop& loop_;
+    const std::chrono::milliseconds min_interval_;
+    int flush_waiters_ = 0;  // guarded by mutex_: a flush() in progress skips min_interval
     std::shared_ptr<Completions> completions_ = std::make_shared<Completions>();
 
     mutable std::mutex mutex_;

@@ -85,6 +85,12 @@ Status loadEnforcementConfig(config::ConfigFile& file, const std::filesystem::pa
     auto telemetry_max = file.integer("queues.telemetry_max_bytes", 16 << 20, 4096, std::int64_t{1} << 40);
     if (!telemetry_max) return fail(telemetry_max.error());
     e.telemetry_max_bytes = static_cast<std::size_t>(*telemetry_max);
+    auto commit_interval = file.duration("queues.commit_interval", e.commit_interval);
+    if (!commit_interval) return fail(commit_interval.error());
+    if (*commit_interval > std::chrono::seconds(1)) {
+        return configError(path, "queues.commit_interval", "at most 1s (it is what a power cut may take)");
+    }
+    e.commit_interval = *commit_interval;
     auto batch = file.integer("queues.batch_records", 500, 1, 10000);
     if (!batch) return fail(batch.error());
     e.publisher.batch_records = static_cast<std::size_t>(*batch);

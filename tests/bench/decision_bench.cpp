@@ -145,7 +145,7 @@ int main(int argc, char** argv) {
         if (!store) return 1;
         AsioEventLoop loop;
         SystemClock clock;
-        edged::GroupWriter writer(**store, loop);
+        edged::GroupWriter writer(**store, loop, std::chrono::milliseconds(10));  // edged's default
         edged::DurableQueue decisions(**store, writer, {"decisions", 256u << 20});
         edged::DurableQueue telemetry(**store, writer, {"telemetry", 16u << 20});
         edged::Meter meter(**store, writer, clock);

@@ -33,7 +33,9 @@ FleetHarness::FleetHarness() : broker(dir / "broker"), http_port(freePort()) {
         test::writeFile(dir / fmt::format("{}.yaml", id),
                   fmt::format("device_id: {}\nbroker: {}\ntrust_root: keys/trust-root.json\n"
                               "state_dir: state/{}\nlog_level: debug\n"
-                              "reconnect:\n  min: 200ms\n  max: 1s\n",
+                              "reconnect:\n  min: 200ms\n  max: 1s\n"
+                              // Last in the file, so tests may append keys of this block.
+                              "queues:\n  ack_timeout: 2s\n",
                               id, broker.uri(), id));
     }
     startControlPlane();

@@ -31,7 +31,8 @@ public:
     /// Publishes a raw payload on a device's desired topic with mosquitto_pub.
     void publishDesired(const std::string& id, const std::string& payload) const;
     [[nodiscard]] std::string server() const;
-    /// Appends YAML lines to a device's config (before startDevice).
+    /// Appends YAML lines to a device's config (before startDevice). The config ends with the
+    /// `queues:` block, so indented lines add keys to it.
     void appendDeviceConfig(const std::string& id, const std::string& yaml) const;
     /// The device's decision API socket.
     [[nodiscard]] std::filesystem::path socket(const std::string& id) const;
