@@ -9,6 +9,8 @@
 #include <nlohmann/json.hpp>
 
 #include "controlplane/policy_cli.hpp"
+#include "shared/bundle/bundle.hpp"
+#include "shared/core/clock.hpp"
 #include "shared/http/http.hpp"
 
 namespace {
@@ -46,6 +48,46 @@ void printTable(const nlohmann::json& body) {
             if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 2, ' ');
         }
         std::cout << line << "\n";
+    }
+}
+
+/// One line per decision record, then the chain report; "" for a value not in the record.
+void printDecisions(const nlohmann::json& body) {
+    std::vector<std::vector<std::string>> rows;
+    rows.push_back({"SEQ", "TIME", "KIND", "BUNDLE", "SET", "RESULT", "ID"});
+    for (const auto& r : body.value("records", nlohmann::json::array())) {
+        std::string result = "-";
+        if (r.contains("error")) {
+            result = "error " + cell(r["error"].value("status", nlohmann::json()));
+        } else if (r.value("kind", "") == "admit" && r.contains("result")) {
+            result = r["result"].value("allowed", false) ? "allowed" : "denied";
+        } else if (r.contains("defined")) {
+            result = r.value("defined", false) ? "defined" : "undefined";
+        }
+        const auto time_ms = r.value("time_ms", std::int64_t{0});
+        rows.push_back({cell(r["seq"]), isoTime(time_ms / 1000), r.value("kind", "-") + (r.contains("path") ? " " + r.value("path", "") : ""),
+                        cell(r.value("bundle_version", nlohmann::json())), r.value("policy_set", "-"), result,
+                        r.value("id", "-")});
+    }
+    std::vector<std::size_t> widths(rows[0].size(), 0);
+    for (const auto& row : rows) {
+        for (std::size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+    }
+    for (const auto& row : rows) {
+        std::string line;
+        for (std::size_t i = 0; i < row.size(); ++i) {
+            line += row[i];
+            if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 2, ' ');
+        }
+        std::cout << line << "\n";
+    }
+    const auto& chain = body["chain"];
+    std::cout << fmt::format("chain: {} records stored, seq {}..{}, {} gaps, {} dropped by the device (queue full): {}\n",
+                             cell(chain["records"]), cell(chain["first_seq"]), cell(chain["last_seq"]),
+                             chain["gaps"].size(), cell(chain["dropped_reported"]),
+                             chain.value("verified", false) ? "verified" : "NOT VERIFIED");
+    for (const auto& problem : chain.value("problems", nlohmann::json::array())) {
+        std::cout << "  problem: " << problem.get<std::string>() << "\n";
     }
 }
 
@@ -94,6 +136,19 @@ int main(int argc, char** argv) {
     int wait_seconds = 60;
     auto* wait = app.add_subcommand("wait", "wait until every device applied its desired version");
     wait->add_option("-t,--timeout", wait_seconds, "seconds")->capture_default_str();
+
+    std::string device_id;
+    std::uint64_t after = 0;
+    std::size_t limit = 100;
+    auto* decisions = app.add_subcommand(
+        "decisions", "a device's decision log as the control plane stored it, and its chain check "
+                     "(exit 3 when the chain does not verify)");
+    decisions->add_option("device", device_id, "device id")->required();
+    decisions->add_option("--after", after, "only records after this seq")->capture_default_str();
+    decisions->add_option("--limit", limit, "at most this many records (up to 10000)")
+        ->capture_default_str()
+        ->check(CLI::Range(std::size_t{0}, std::size_t{10000}));
+    decisions->add_option("-o,--output", output, "table or json")->check(CLI::IsMember({"table", "json"}));
 
     auto* policy_cmd = app.add_subcommand("policy", "evaluate and test Rego policies locally");
     policy_cmd->require_subcommand(1);
@@ -157,6 +212,20 @@ int main(int argc, char** argv) {
         std::cerr << "edgectl: timed out after " << wait_seconds << " s; " << behind
                   << " devices not in sync\n";
         return 1;
+    }
+    if (*decisions) {
+        if (!bundle::isValidDeviceId(device_id)) {
+            std::cerr << "edgectl: '" << device_id << "' is not a device id ([A-Za-z0-9._-]{1,64})\n";
+            return 2;
+        }
+        auto body = call("GET", server, fmt::format("/v1/devices/{}/decisions?after={}&limit={}", device_id, after, limit));
+        if (!body) return 1;
+        if (output == "json") {
+            std::cout << body->dump(2) << "\n";
+        } else {
+            printDecisions(*body);
+        }
+        return (*body)["chain"].value("verified", false) ? 0 : 3;
     }
     if (*reload) {
         auto body = call("POST", server, "/v1/reload");

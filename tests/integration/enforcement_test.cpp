@@ -212,6 +212,15 @@ TEST_CASE("Enforcement: 10,000 decisions made while the broker is down reach the
     for (const auto& record : stream["records"]) stored.insert(record["id"].get<std::string>());
     CHECK(stored == ids);
     CHECK(fleet.localStatus("edge-1")["queues"]["decisions"]["bytes"] == 0);  // trimmed
+    // The operator's view of the same log.
+    auto shown = test::runCommand({test::binary("edgectl").string(), "--server", fleet.server(), "decisions",
+                                   "edge-1", "--after", "9995"});
+    CHECK(shown.exit_code == 0);
+    CHECK_THAT(shown.out, Catch::Contains("10000") && Catch::Contains("admit") &&
+                              Catch::Contains("chain: 10000 records stored, seq 1..10000, 0 gaps") &&
+                              Catch::Contains("verified"));
+    CHECK(test::runCommand({test::binary("edgectl").string(), "--server", fleet.server(), "decisions", "../etc"})
+              .exit_code == 2);
     // Telemetry travels the same way (health and usage records).
     call(*api, "POST", "/v1/usage", R"({"project":"vision","gpu_seconds":60})");
     CHECK(test::waitUntil(
