@@ -23,6 +23,7 @@ using namespace edge;
 struct RunConfig {
     controlplane::Settings settings;
     std::filesystem::path state_dir;
+    std::size_t store_max_bytes = std::size_t{4} << 30;
     std::string broker;
     std::string client_id;
     std::vector<std::filesystem::path> signing_keys;
@@ -65,6 +66,11 @@ Result<RunConfig> loadConfig(const std::filesystem::path& path) {
     auto refresh = file->duration("refresh_interval", std::chrono::minutes(1));
     if (!refresh) return fail(refresh.error());
     c.settings.refresh_interval = *refresh;
+    // Device decision logs and telemetry accumulate here; LMDB reserves address space, not disk.
+    auto store_max = file->integer("store_max_bytes", std::int64_t{4} << 30, std::int64_t{64} << 20,
+                                   std::int64_t{1} << 42);
+    if (!store_max) return fail(store_max.error());
+    c.store_max_bytes = static_cast<std::size_t>(*store_max);
     auto listen = file->string("http.listen", "127.0.0.1:8080");
     if (!listen) return fail(listen.error());
     const auto colon = listen->rfind(':');
@@ -110,7 +116,9 @@ int run(const std::filesystem::path& config_path) {
         }
         keys.push_back(std::move(*key));
     }
-    auto store = store::LmdbStore::open(cfg->state_dir / "db");
+    store::LmdbOptions store_options;
+    store_options.map_size = cfg->store_max_bytes;
+    auto store = store::LmdbStore::open(cfg->state_dir / "db", store_options);
     if (!store) {
         std::cerr << "controlplane: " << store.error().what() << "\n";
         return 1;

@@ -168,6 +168,14 @@ Result<EdgedConfig> loadConfig(const std::filesystem::path& path) {
     return c;
 }
 
+/// LMDB's map holds the queues at their bounds with room for copy-on-write pages and the rest.
+store::LmdbOptions storeOptions(const EdgedConfig& cfg) {
+    store::LmdbOptions options;
+    const auto queues = cfg.enforcement.decisions_max_bytes + cfg.enforcement.telemetry_max_bytes;
+    options.map_size = std::max<std::size_t>(options.map_size, 3 * queues + (std::size_t{64} << 20));
+    return options;
+}
+
 int run(const EdgedConfig& cfg) {
     log::init("edged", cfg.log_level);
     auto root = security::TrustRoot::load(cfg.trust_root);
@@ -175,7 +183,7 @@ int run(const EdgedConfig& cfg) {
         std::cerr << "edged: trust root: " << root.error().what() << "\n";
         return 2;
     }
-    auto store = store::LmdbStore::open(cfg.state_dir / "db");
+    auto store = store::LmdbStore::open(cfg.state_dir / "db", storeOptions(cfg));
     if (!store) {
         std::cerr << "edged: " << store.error().what() << "\n";
         return 1;
@@ -255,7 +263,7 @@ int applyFile(const EdgedConfig& cfg, const std::filesystem::path& file) {
         std::cerr << "edged: " << text.error().what() << "\n";
         return 2;
     }
-    auto store = store::LmdbStore::open(cfg.state_dir / "db");
+    auto store = store::LmdbStore::open(cfg.state_dir / "db", storeOptions(cfg));
     if (!store) {
         std::cerr << "edged: " << store.error().what() << "\n";
         return 1;
@@ -288,7 +296,7 @@ std::optional<nlohmann::json> liveStatus(const EdgedConfig& cfg) {
 }
 
 int status(const EdgedConfig& cfg, bool as_json) {
-    store::LmdbOptions options;
+    auto options = storeOptions(cfg);
     options.read_only = true;
     const auto db = cfg.state_dir / "db";
     if (!std::filesystem::exists(db / "data.mdb")) {
