@@ -140,6 +140,12 @@ const policy::Value& DecisionService::evalData() {
     return eval_data_;
 }
 
+std::optional<http::Response> DecisionService::logBehind() const {
+    if (decisions_.pending() < settings_.max_uncommitted) return std::nullopt;
+    return http::errorResponse(503, fmt::format("the decision log has {} decisions waiting for the disk; retry shortly",
+                                                decisions_.pending()));
+}
+
 std::string DecisionService::nextDecisionId() const {
     return fmt::format("{}-{}-{}", device_.id, boot_id_, decisions_.headSeq() + 1);
 }
@@ -151,6 +157,7 @@ void DecisionService::logDecision(json record) {
 
 http::Response DecisionService::admit(std::string_view body) {
     if (!policies_) return http::errorResponse(503, "no policy bundle applied yet: admission fails closed");
+    if (auto behind = logBehind()) return *behind;
     auto input = parseInput(body, true);
     if (!input) return http::errorResponse(400, input.error().message());
     const auto& sets = *policies_;
@@ -195,6 +202,7 @@ http::Response DecisionService::admit(std::string_view body) {
 
 http::Response DecisionService::data(std::string_view path, std::string_view body) {
     if (!policies_) return http::errorResponse(503, "no policy bundle applied yet");
+    if (auto behind = logBehind()) return *behind;
     auto input = parseInput(body, false);
     if (!input) return http::errorResponse(400, input.error().message());
     const auto& sets = *policies_;

@@ -13,12 +13,14 @@
 // Every decision (admit and data) is appended to the hash-chained decision log; usage reports
 // also go to the telemetry queue. Policies see `data` = the bundle's data plus data.edge
 // {usage, device, connectivity}. Errors: 400 bad request, 404 unknown path, 405 wrong method,
-// 413 body too large (the server), 503 no bundle yet or evaluation over its deadline, 500 an
-// evaluation error (conflict, strict builtin). Loop thread only.
+// 413 body too large (the server), 503 no bundle yet, evaluation over its deadline, or the
+// decision log too far behind the disk (max_uncommitted), 500 an evaluation error (conflict,
+// strict builtin). Loop thread only.
 #include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -44,6 +46,9 @@ struct Connectivity {
 
 struct DecisionSettings {
     std::chrono::milliseconds eval_timeout{100};
+    /// Decisions answered but not yet committed to the decision log, at most: past it requests
+    /// get 503 until the disk catches up, so a crash can never take more than this many.
+    std::size_t max_uncommitted = 10000;
 };
 
 class DecisionService {
@@ -70,6 +75,8 @@ public:
 
 private:
     [[nodiscard]] const policy::Value& evalData();
+    /// 503 while the decision log has max_uncommitted records waiting for the disk.
+    [[nodiscard]] std::optional<http::Response> logBehind() const;
     std::string nextDecisionId() const;
     void logDecision(nlohmann::json record);
 

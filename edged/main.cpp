@@ -91,6 +91,9 @@ Status loadEnforcementConfig(config::ConfigFile& file, const std::filesystem::pa
         return configError(path, "queues.commit_interval", "at most 1s (it is what a power cut may take)");
     }
     e.commit_interval = *commit_interval;
+    auto max_uncommitted = file.integer("queues.max_uncommitted", 10000, 1, 1000000);
+    if (!max_uncommitted) return fail(max_uncommitted.error());
+    e.decision.max_uncommitted = static_cast<std::size_t>(*max_uncommitted);
     auto batch = file.integer("queues.batch_records", 500, 1, 10000);
     if (!batch) return fail(batch.error());
     e.publisher.batch_records = static_cast<std::size_t>(*batch);

@@ -238,6 +238,7 @@ TEST_CASE("Enforcement: 10,000 decisions made while the broker is down reach the
 TEST_CASE("Enforcement: SIGKILL under load loses no committed decision and breaks no chain",
           "[integration]") {
     test::FleetHarness fleet;
+    fleet.appendDeviceConfig("edge-1", "  max_uncommitted: 1000\n");
     fleet.startDevice("edge-1");
     REQUIRE(test::waitUntil([&] { return fleet.device("edge-1").value("in_sync", false); }, 30s));
 
@@ -252,7 +253,9 @@ TEST_CASE("Enforcement: SIGKILL under load loses no committed decision and break
         });
         while (true) {
             auto response = api->send("POST", "/v1/admit", pod("vision", 1));
-            if (!response || response->status != 200) break;
+            if (!response) break;  // killed
+            if (response->status == 503) continue;  // the log is behind the disk: retry
+            REQUIRE(response->status == 200);
             before_kill.push_back(nlohmann::json::parse(response->body)["decision_id"]);
         }
         killer.join();
@@ -261,9 +264,10 @@ TEST_CASE("Enforcement: SIGKILL under load loses no committed decision and break
     fleet.devices_.erase("edge-1");
     const auto after = fleet.localStatus("edge-1");
     const std::uint64_t committed = after["queues"]["decisions"]["committed_seq"];
+    CHECK(committed >= 1);
     CHECK(committed <= before_kill.size());
-    // Group commit: what was answered but not yet committed is at most one commit's worth.
-    CHECK(committed + 2000 >= before_kill.size());
+    // Answered but not committed: bounded by queues.max_uncommitted (1000 here) however slow the disk.
+    CHECK(committed + 1000 >= before_kill.size());
 
     fleet.startDevice("edge-1");
     std::vector<std::string> after_restart;

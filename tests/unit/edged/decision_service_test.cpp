@@ -196,6 +196,25 @@ TEST_CASE("Admission: offline past max_age switches to the fail-safe set", "[dec
     CHECK(body(f.service.admit(pod(1)))["policy_set"] == "main");
 }
 
+TEST_CASE("Admission: answered-but-uncommitted decisions are bounded, then 503 until the disk catches up",
+          "[decision]") {
+    test::TempDir dir;
+    Fixture f(dir.path());
+    DecisionService bounded(f.clock, f.meter, f.decisions, f.telemetry, {"dev-1", {}, {}},
+                            {std::chrono::milliseconds(100), 3});
+    bounded.setPolicies(*PolicySets::build(finopsBundle()));
+    // Commits complete only when the loop turns (pump): until then the three stay pending.
+    for (int i = 0; i < 3; ++i) CHECK(bounded.admit(pod(1)).status == 200);
+    const auto behind = bounded.admit(pod(1));
+    CHECK(behind.status == 503);
+    CHECK_THAT(behind.body, Catch::Contains("waiting for the disk"));
+    CHECK(bounded.data("finops/deny", "").status == 503);
+    f.pump();
+    CHECK(bounded.admit(pod(1)).status == 200);
+    f.pump();
+    CHECK(f.decisions.committedSeq() == 4);
+}
+
 TEST_CASE("Admission: an evaluation past its deadline is a 503, not a hang", "[decision]") {
     test::TempDir dir;
     Fixture f(dir.path());
