@@ -11,6 +11,8 @@ PACKAGES=(
   liblmdb-dev lmdb-utils catch2 mosquitto mosquitto-clients
   nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libyaml-cpp-dev libre2-dev
   procps iproute2 curl
+  # grub-editenv: the GRUB boot-control backend's tests run against the real tool.
+  grub-common
 )
 
 missing=()

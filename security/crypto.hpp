@@ -87,6 +87,28 @@ private:
 [[nodiscard]] std::string sha256Hex(std::string_view data);
 /// Lowercase hex.
 [[nodiscard]] std::string toHex(std::string_view bytes);
+/// Incremental SHA-256, for data streamed in pieces (firmware images, artifacts). One object per
+/// stream; not thread-safe. Like sha256(), aborts if the crypto library cannot hash.
+class Sha256Hasher {
+public:
+    Sha256Hasher();
+    ~Sha256Hasher();
+    Sha256Hasher(Sha256Hasher&& other) noexcept;
+    Sha256Hasher& operator=(Sha256Hasher&& other) noexcept;
+    Sha256Hasher(const Sha256Hasher&) = delete;
+    Sha256Hasher& operator=(const Sha256Hasher&) = delete;
+
+    void update(std::string_view data);
+    /// 32 raw bytes over everything passed to update() since construction or the last finish();
+    /// the hasher then starts over.
+    [[nodiscard]] std::string finish();
+    /// finish() as 64 lowercase hex chars.
+    [[nodiscard]] std::string finishHex() { return toHex(finish()); }
+
+private:
+    struct State;  // defined by the crypto adapter
+    std::unique_ptr<State> state_;
+};
 /// RFC 4648 §5 alphabet, no padding.
 [[nodiscard]] std::string base64UrlEncode(std::string_view bytes);
 /// Strict inverse of base64UrlEncode: padding, characters outside the alphabet, an impossible

@@ -289,6 +289,40 @@ std::string sha256(std::string_view data) {
 
 std::string sha256Hex(std::string_view data) { return toHex(sha256(data)); }
 
+struct Sha256Hasher::State {
+    MdCtxPtr ctx{EVP_MD_CTX_new()};
+};
+
+namespace {
+[[noreturn]] void hashFailed() {
+    std::fprintf(stderr, "fatal: SHA-256 failed: %s\n", drainErrors().c_str());
+    std::abort();
+}
+}  // namespace
+
+Sha256Hasher::Sha256Hasher() : state_(std::make_unique<State>()) {
+    if (!state_->ctx || EVP_DigestInit_ex(state_->ctx.get(), EVP_sha256(), nullptr) != 1) hashFailed();
+}
+
+Sha256Hasher::~Sha256Hasher() = default;
+Sha256Hasher::Sha256Hasher(Sha256Hasher&& other) noexcept = default;
+Sha256Hasher& Sha256Hasher::operator=(Sha256Hasher&& other) noexcept = default;
+
+void Sha256Hasher::update(std::string_view data) {
+    if (EVP_DigestUpdate(state_->ctx.get(), data.data(), data.size()) != 1) hashFailed();
+}
+
+std::string Sha256Hasher::finish() {
+    std::string out(EVP_MAX_MD_SIZE, '\0');
+    unsigned int len = 0;
+    if (EVP_DigestFinal_ex(state_->ctx.get(), mutableBytes(out), &len) != 1 ||
+        EVP_DigestInit_ex(state_->ctx.get(), EVP_sha256(), nullptr) != 1) {
+        hashFailed();
+    }
+    out.resize(len);
+    return out;
+}
+
 std::string randomBytes(std::size_t n) {
     std::string out(n, '\0');
     std::size_t done = 0;

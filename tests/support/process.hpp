@@ -59,6 +59,10 @@ struct CommandResult {
 CommandResult runCommand(const std::vector<std::string>& argv,
                          std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
+/// Runs fn in a forked child and returns its exit code (fn's return value, or 128+signal): for
+/// crash tests, where the child _exits mid-operation. The child must not return into Catch.
+int inChild(const std::function<int()>& fn);
+
 /// Polls pred until it returns true (-> true) or timeout passes (-> false).
 bool waitUntil(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
                std::chrono::milliseconds poll = std::chrono::milliseconds(50));

@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/process.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace edge::store {
@@ -48,16 +49,6 @@ std::vector<std::pair<std::string, std::string>> entries(const Store& store, std
 
 Status putOne(Store& store, std::string_view db, std::string_view key, std::string_view value) {
     return store.write([&](WriteTxn& txn) { return txn.put(db, key, value); });
-}
-
-// Runs fn in a forked child and returns its exit code (fn's return value, or 128+signal).
-int inChild(const std::function<int()>& fn) {
-    const pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) ::_exit(fn());
-    int status = 0;
-    REQUIRE(::waitpid(pid, &status, 0) == pid);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 }  // namespace
@@ -175,7 +166,7 @@ TEST_CASE("LmdbStore: a read-only open sees committed data and cannot write", "[
     REQUIRE(putOne(*writer, "apps", "a", "1"));
 
     // Another process (like a CLI printing status) reads while the writer keeps it open.
-    const int code = inChild([&] {
+    const int code = edge::test::inChild([&] {
         auto ro = LmdbStore::open(tmp / "db", {.read_only = true});
         if (!ro) return 10;
         std::optional<std::string> got;
@@ -210,7 +201,7 @@ TEST_CASE("LmdbStore: a process that dies inside a write leaves nothing behind",
     test::TempDir tmp;
     REQUIRE(putOne(*openStore(tmp / "db"), "apps", "before", "1"));
 
-    const int code = inChild([&] {
+    const int code = edge::test::inChild([&] {
         auto store = LmdbStore::open(tmp / "db");
         if (!store) return 10;
         auto st = (*store)->write([](WriteTxn& txn) -> Status {

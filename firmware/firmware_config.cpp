@@ -1,0 +1,63 @@
+#include "firmware/firmware_config.hpp"
+
+namespace edge::firmware {
+namespace {
+
+Status optionalPath(config::ConfigFile& cfg, std::string_view key, std::filesystem::path& out) {
+    if (!cfg.has(key)) return {};
+    auto value = cfg.path(key);
+    if (!value) return fail(std::move(value.error()));
+    out = std::move(*value);
+    return {};
+}
+
+Status optionalArgv(config::ConfigFile& cfg, std::string_view key, std::vector<std::string>& out) {
+    if (!cfg.has(key)) return {};
+    auto value = cfg.strings(key);
+    if (!value) return fail(std::move(value.error()));
+    out = std::move(*value);
+    return {};
+}
+
+}  // namespace
+
+Result<FirmwareConfig> loadFirmwareConfig(config::ConfigFile& cfg) {
+    FirmwareConfig out;
+    auto& boot = out.boot;
+    auto backend = cfg.string("firmware.backend", "file");
+    if (!backend) return fail(std::move(backend.error()));
+    boot.backend = *backend;
+    auto slot_a = cfg.path("firmware.slot_a");
+    if (!slot_a) return fail(std::move(slot_a.error()));
+    auto slot_b = cfg.path("firmware.slot_b");
+    if (!slot_b) return fail(std::move(slot_b.error()));
+    boot.slots = {*slot_a, *slot_b};
+    auto attempts = cfg.integer("firmware.max_attempts", kDefaultMaxAttempts, 1, 100);
+    if (!attempts) return fail(std::move(attempts.error()));
+    boot.max_attempts = static_cast<int>(*attempts);
+    for (auto [key, path] : {std::pair{"firmware.env_file", &boot.env_file},
+                             std::pair{"firmware.booted_file", &boot.booted_file},
+                             std::pair{"firmware.cmdline", &boot.cmdline}}) {
+        if (auto st = optionalPath(cfg, key, *path); !st) return fail(std::move(st.error()));
+    }
+    for (auto [key, argv] : {std::pair{"firmware.fw_printenv", &boot.fw_printenv},
+                             std::pair{"firmware.fw_setenv", &boot.fw_setenv},
+                             std::pair{"firmware.grub_editenv", &boot.grub_editenv},
+                             std::pair{"firmware.reboot_command", &out.reboot_command},
+                             std::pair{"firmware.health_command", &out.health_command}}) {
+        if (auto st = optionalArgv(cfg, key, *argv); !st) return fail(std::move(st.error()));
+    }
+    auto command_timeout = cfg.duration("firmware.command_timeout", boot.command_timeout);
+    if (!command_timeout) return fail(std::move(command_timeout.error()));
+    boot.command_timeout = *command_timeout;
+    auto health_timeout = cfg.duration("firmware.health_timeout", out.health_timeout);
+    if (!health_timeout) return fail(std::move(health_timeout.error()));
+    out.health_timeout = *health_timeout;
+    auto chunk = cfg.integer("firmware.chunk_size", static_cast<std::int64_t>(out.chunk_size), 4096,
+                             64 << 20);
+    if (!chunk) return fail(std::move(chunk.error()));
+    out.chunk_size = static_cast<std::size_t>(*chunk);
+    return out;
+}
+
+}  // namespace edge::firmware

@@ -1,0 +1,40 @@
+#pragma once
+// The firmware section of a program's config file (keys under "firmware."):
+//
+//   firmware.backend          file | uboot | grub            (default file)
+//   firmware.slot_a           path of slot A's device or file (required)
+//   firmware.slot_b           path of slot B's device or file (required)
+//   firmware.max_attempts     boot attempts of a good slot    (default 3)
+//   firmware.env_file         file: KEY=VALUE env; grub: grubenv (required for both)
+//   firmware.booted_file      file: booted slot record        (required for file)
+//   firmware.fw_printenv      uboot: argv list                (default [fw_printenv])
+//   firmware.fw_setenv        uboot: argv list                (default [fw_setenv])
+//   firmware.grub_editenv     grub: argv list                 (default [grub-editenv])
+//   firmware.cmdline          uboot/grub: kernel command line (default /proc/cmdline)
+//   firmware.command_timeout  per boot-environment command    (default 10s)
+//   firmware.reboot_command   argv list                       (default [systemctl, reboot])
+//   firmware.health_command   argv list, optional
+//   firmware.health_timeout   (default 60s)
+//   firmware.chunk_size       bytes per write                 (default 1048576)
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "firmware/boot_control_factory.hpp"
+#include "shared/core/config.hpp"
+
+namespace edge::firmware {
+
+struct FirmwareConfig {
+    BootControlConfig boot;
+    std::vector<std::string> reboot_command{"systemctl", "reboot"};
+    std::vector<std::string> health_command;
+    std::chrono::milliseconds health_timeout{60'000};
+    std::size_t chunk_size = 1u << 20;
+};
+
+/// Reads the keys above (marking them known to cfg). Errors name the key; backend-specific
+/// requirements are checked by makeBootControl.
+[[nodiscard]] Result<FirmwareConfig> loadFirmwareConfig(config::ConfigFile& cfg);
+
+}  // namespace edge::firmware

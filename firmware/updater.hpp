@@ -1,0 +1,120 @@
+#pragma once
+// Updater: drives one A/B firmware update through the UpdateMachine, the BootControl, the slot
+// writer and the Rebooter. What each state does (its entry action; all idempotent):
+//
+//   Installing   make the target slot unbootable (fallBack), then installImage() into it
+//                -> InstallOk, or InstallFailed with the reason
+//   Installed    -> RebootRequested
+//   Rebooting    tryOnce(target) and Rebooter::reboot(); then wait for the reboot
+//                (a failure of either -> Abort -> RollingBack)
+//   Verifying    health check: the callable, then the configured command with its timeout
+//                -> HealthOk, or HealthFailed with the reason
+//   Committing   markGood(target) -> CommitDone
+//   RollingBack  fallBack(target); if the system still runs the target slot, reboot (and
+//                finish after the boot), else -> RollbackDone
+//
+// afterBoot() looks at the booted slot to decide how to continue after any restart:
+//   Rebooting  + booted target                     -> BootedNew (Verifying)
+//   Rebooting  + booted old, target armed, unused  -> Resume (the reboot never happened)
+//   Rebooting  + booted old, target armed, used up -> BootedOld: "slot B did not boot"
+//   Rebooting  + booted old, target not armed      -> Resume (crashed before tryOnce)
+//   Verifying / Committing + booted old            -> BootedOld (RollingBack)
+//   any other non-final state                      -> Resume (re-run the entry action)
+//   final states                                   -> markGood(booted slot), as RAUC's
+//       mark-good service does on every boot, so the running slot never runs out of attempts —
+//       except after a failure while still on the bad target slot.
+// Resume past UpdateMachine::kMaxTransitions aborts the update ("loop guard"). So a restart at
+// any point resumes or rolls back, never loops, and the old slot stays bootable throughout:
+// it is only ever raised (fallBack, markGood) until the target slot is committed.
+//
+// Blocking (disk I/O, hashing, commands): run it on a worker thread. Not thread-safe.
+#include <chrono>
+#include <cstddef>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "firmware/boot_control.hpp"
+#include "firmware/rebooter.hpp"
+#include "firmware/slot_writer.hpp"
+#include "firmware/update_machine.hpp"
+#include "shared/core/clock.hpp"
+#include "shared/store/store.hpp"
+
+namespace edge::firmware {
+
+/// The daemon's own health verdict after booting a new slot; an error fails the update.
+using HealthCheck = std::function<Status()>;
+
+struct UpdaterConfig {
+    SlotPaths slots;
+    std::size_t chunk_size = 1u << 20;
+    /// Optional argv run after the HealthCheck passes; a non-zero exit or a timeout fails it.
+    std::vector<std::string> health_command;
+    std::chrono::milliseconds health_timeout{60'000};
+};
+
+struct UpdaterHooks {
+    /// After every persisted transition (status reporting).
+    UpdateMachine::PersistHook on_transition;
+    /// While the image is written.
+    InstallProgress progress;
+};
+
+class Updater {
+public:
+    /// Loads the persisted record. store, boot, rebooter and clock must outlive the Updater.
+    [[nodiscard]] static Result<Updater> open(store::Store& store, BootControl& boot,
+                                              Rebooter& rebooter, const Clock& clock,
+                                              UpdaterConfig config, UpdaterHooks hooks = {});
+
+    [[nodiscard]] const UpdateRecord& record() const { return machine_.record(); }
+
+    /// False when version is the last one that failed (until another update commits) or the
+    /// one already committed. Which version is newer is the caller's (edged's) decision.
+    [[nodiscard]] bool shouldInstall(std::string_view version) const;
+
+    /// Installs image_path (declared by image) into the inactive slot, arms it to try once and
+    /// requests a reboot. Returns success once the reboot is requested (state Rebooting).
+    /// Errors: kRefused (an update is in progress, !shouldInstall, or the system still runs the
+    /// slot the last update failed on), kInvalidArgument (bad
+    /// image declaration), boot control or store errors before Start; after Start, the failure
+    /// that ended the update (state Failed, record().reason says why).
+    [[nodiscard]] Status start(const FirmwareImage& image, const std::filesystem::path& image_path);
+
+    /// Call once each time the daemon starts (after a reboot or a crash): continues, finishes
+    /// or rolls back whatever update the record holds (see the header comment). An update that
+    /// ends Failed is a result, not an error: read record(). Errors mean no progress could be
+    /// made (boot control or store unusable); calling again later retries.
+    [[nodiscard]] Status afterBoot(const HealthCheck& health = {});
+
+    /// Stops the update in progress: before the reboot it ends Failed; after it, it rolls back
+    /// (which may request a reboot). kBadTransition when no update is in progress.
+    [[nodiscard]] Status abort(std::string reason);
+
+private:
+    Updater(UpdateMachine machine, BootControl& boot, Rebooter& rebooter, const Clock& clock,
+            UpdaterConfig config, UpdaterHooks hooks);
+
+    /// Runs entry actions from the current state until the update waits for a reboot, reaches
+    /// a final state, or a step fails.
+    [[nodiscard]] Status run(Slot booted, const HealthCheck& health);
+    /// Resume, or Abort("loop guard ...") when the machine refuses it.
+    [[nodiscard]] Status resume();
+    /// Fires a failure event with its reason and remembers the error for start().
+    [[nodiscard]] Status failWith(UpdateEvent event, Error error);
+    [[nodiscard]] Status checkHealth(const HealthCheck& health);
+
+    UpdateMachine machine_;
+    BootControl* boot_;
+    Rebooter* rebooter_;
+    const Clock* clock_;
+    UpdaterConfig config_;
+    UpdaterHooks hooks_;
+    std::optional<Error> failure_;  // what ended the update during the current call
+};
+
+}  // namespace edge::firmware

@@ -1,0 +1,417 @@
+#include <sys/stat.h>
+
+#include <catch2/catch.hpp>
+
+#include "firmware/boot_control_factory.hpp"
+#include "firmware/env_boot_control.hpp"
+#include "firmware/errors.hpp"
+#include "firmware/file/file_boot_control.hpp"
+#include "firmware/firmware_config.hpp"
+#include "firmware/grub/grub_boot_control.hpp"
+#include "firmware/uboot/uboot_boot_control.hpp"
+#include "tests/unit/firmware/firmware_test_support.hpp"
+
+namespace edge::firmware {
+namespace {
+
+using test::readFile;
+using test::TempDir;
+using test::what;
+using test::writeFile;
+
+BootState stateOf(BootControl& boot) {
+    auto st = boot.state();
+    INFO(what(st));
+    REQUIRE(st);
+    return *st;
+}
+
+Slot boot(FileBootControl& control) {
+    auto slot = control.simulateBoot();
+    INFO(what(slot));
+    REQUIRE(slot);
+    return *slot;
+}
+
+void writeScript(const std::filesystem::path& path, const std::string& body) {
+    writeFile(path, "#!/bin/sh\n" + body);
+    ::chmod(path.c_str(), 0755);
+}
+
+// Fake fw_printenv / fw_setenv over a KEY=VALUE file; fw_setenv appends each call to a log.
+struct FakeUBoot {
+    explicit FakeUBoot(const std::filesystem::path& dir)
+        : env(dir / "ubootenv"),
+          log(dir / "fw_setenv.log"),
+          printenv(dir / "fw_printenv"),
+          setenv(dir / "fw_setenv"),
+          cmdline(dir / "cmdline") {
+        writeScript(printenv, "env='" + env.string() + "'\n" + R"(
+[ "$1" = "-n" ] || { echo "usage: fw_printenv -n VAR" >&2; exit 2; }
+line=$(grep "^$2=" "$env" 2>/dev/null | tail -n 1)
+if [ -z "$line" ]; then echo "## Error: \"$2\" not defined" >&2; exit 1; fi
+printf '%s\n' "${line#*=}"
+)");
+        writeScript(setenv, "env='" + env.string() + "'\nlog='" + log.string() + "'\n" + R"(
+[ -f "$env.fail" ] && { echo "Cannot write environment" >&2; exit 1; }
+name=$1; shift
+printf '%s=%s\n' "$name" "$*" >> "$log"
+{ grep -v "^$name=" "$env" 2>/dev/null; printf '%s=%s\n' "$name" "$*"; } > "$env.tmp"
+mv "$env.tmp" "$env"
+)");
+        writeFile(cmdline, "console=ttyS0 root=/dev/mmcblk0p2 rauc.slot=A quiet\n");
+    }
+    UBootConfig config() const {
+        UBootConfig c;
+        c.fw_printenv = {printenv.string()};
+        c.fw_setenv = {setenv.string()};
+        c.cmdline = cmdline;
+        return c;
+    }
+    std::filesystem::path env, log, printenv, setenv, cmdline;
+};
+
+std::string findInPath(const std::string& name) {
+    const char* path = std::getenv("PATH");
+    std::stringstream dirs(path != nullptr ? path : "/usr/bin:/bin");
+    for (std::string dir; std::getline(dirs, dir, ':');) {
+        const auto candidate = std::filesystem::path(dir) / name;
+        if (::access(candidate.c_str(), X_OK) == 0) return candidate.string();
+    }
+    return {};
+}
+
+}  // namespace
+
+TEST_CASE("FileBootControl: a missing environment reads as RAUC's defaults", "[firmware]") {
+    TempDir tmp;
+    FileBootControl control(tmp / "env", tmp / "booted");
+    auto st = control.state();
+    REQUIRE_FALSE(st);  // nothing has booted yet
+    CHECK_THAT(st.error().what(), Catch::Contains("booted"));
+    CHECK(boot(control) == Slot::kA);
+    const auto s = stateOf(control);
+    CHECK(s.booted == Slot::kA);
+    CHECK(s.order == std::vector{Slot::kA, Slot::kB});
+    CHECK(s.attemptsLeft(Slot::kA) == 2);  // the bootloader decremented before booting
+    CHECK(s.attemptsLeft(Slot::kB) == 3);
+}
+
+TEST_CASE("BootControl: a slot tried once and not marked good falls back to the old slot",
+          "[firmware]") {
+    TempDir tmp;
+    FileBootControl control(tmp / "env", tmp / "booted");
+    REQUIRE(control.markGood(Slot::kA));
+    REQUIRE(boot(control) == Slot::kA);
+    REQUIRE(control.markGood(Slot::kA));
+
+    REQUIRE(control.tryOnce(Slot::kB));
+    auto s = stateOf(control);
+    CHECK(s.primary() == Slot::kB);
+    CHECK(s.attemptsLeft(Slot::kB) == 1);
+    CHECK(s.attemptsLeft(Slot::kA) == 3);
+
+    CHECK(boot(control) == Slot::kB);  // the trial boot
+    CHECK(stateOf(control).attemptsLeft(Slot::kB) == 0);
+    // The new system never calls markGood: the next boot is the old slot.
+    CHECK(boot(control) == Slot::kA);
+    CHECK(boot(control) == Slot::kA);
+}
+
+TEST_CASE("BootControl: markGood after the trial boot makes the new slot stick", "[firmware]") {
+    TempDir tmp;
+    FileBootControl control(tmp / "env", tmp / "booted");
+    REQUIRE(boot(control) == Slot::kA);
+    REQUIRE(control.tryOnce(Slot::kB));
+    REQUIRE(boot(control) == Slot::kB);
+    REQUIRE(control.markGood(Slot::kB));
+    for (int i = 0; i < 5; ++i) {
+        CHECK(boot(control) == Slot::kB);
+        REQUIRE(control.markGood(Slot::kB));  // what the running system does on every boot
+    }
+    const auto s = stateOf(control);
+    CHECK(s.order == std::vector{Slot::kB, Slot::kA});
+    CHECK(s.attemptsLeft(Slot::kB) == 3);
+    CHECK(s.attemptsLeft(Slot::kA) > 0);  // still the fallback
+}
+
+TEST_CASE("BootControl: a slot that keeps failing runs out of attempts", "[firmware]") {
+    TempDir tmp;
+    FileBootControl control(tmp / "env", tmp / "booted");
+    REQUIRE(control.markGood(Slot::kB));
+    // B crashes before its system can mark it good, every time.
+    CHECK(boot(control) == Slot::kB);
+    CHECK(boot(control) == Slot::kB);
+    CHECK(boot(control) == Slot::kB);
+    CHECK(boot(control) == Slot::kA);
+    CHECK(stateOf(control).attemptsLeft(Slot::kB) == 0);
+    // And if A keeps failing too, nothing is bootable: the simulated bootloader says so and
+    // changes nothing.
+    CHECK(boot(control) == Slot::kA);
+    CHECK(boot(control) == Slot::kA);
+    const auto before = readFile(tmp / "env");
+    auto none = control.simulateBoot();
+    REQUIRE_FALSE(none);
+    CHECK(none.error().code() == FirmwareErrc::kNotBootable);
+    CHECK(readFile(tmp / "env") == before);
+}
+
+TEST_CASE("BootControl: fallBack disarms the bad slot and re-arms the other", "[firmware]") {
+    TempDir tmp;
+    FileBootControl control(tmp / "env", tmp / "booted");
+    REQUIRE(boot(control) == Slot::kA);
+    REQUIRE(control.tryOnce(Slot::kB));
+    REQUIRE(boot(control) == Slot::kB);
+    REQUIRE(control.fallBack(Slot::kB));
+    auto s = stateOf(control);
+    CHECK(s.order == std::vector{Slot::kA, Slot::kB});
+    CHECK(s.attemptsLeft(Slot::kA) == 3);
+    CHECK(s.attemptsLeft(Slot::kB) == 0);
+    REQUIRE(control.fallBack(Slot::kB));  // idempotent
+    CHECK(stateOf(control) == s);
+    CHECK(boot(control) == Slot::kA);
+}
+
+TEST_CASE("FileBootControl: the environment file keeps other keys and rejects garbage",
+          "[firmware]") {
+    TempDir tmp;
+    writeFile(tmp / "booted", "A\n");
+    FileBootControl control(tmp / "env", tmp / "booted");
+    SECTION("other keys survive a change") {
+        writeFile(tmp / "env", "# provisioned\nserial=1234\nBOOT_ORDER=B A\n");
+        REQUIRE(control.tryOnce(Slot::kA));
+        const auto text = readFile(tmp / "env");
+        CHECK_THAT(text, Catch::Contains("serial=1234"));
+        CHECK_THAT(text, Catch::Contains("BOOT_ORDER=A B"));
+        CHECK_THAT(text, Catch::Contains("BOOT_A_LEFT=1"));
+    }
+    SECTION("an unknown slot in the order") {
+        writeFile(tmp / "env", "BOOT_ORDER=A C\n");
+        auto st = control.state();
+        REQUIRE_FALSE(st);
+        CHECK(st.error().code() == FirmwareErrc::kBootControl);
+        CHECK_THAT(st.error().what(), Catch::Contains("'C'"));
+    }
+    SECTION("a count that is not a number") {
+        writeFile(tmp / "env", "BOOT_B_LEFT=-1\n");
+        auto st = control.markGood(Slot::kA);
+        REQUIRE_FALSE(st);
+        CHECK_THAT(st.error().what(), Catch::Contains("BOOT_B_LEFT='-1'"));
+        CHECK(readFile(tmp / "env") == "BOOT_B_LEFT=-1\n");
+    }
+    SECTION("a line without '='") {
+        writeFile(tmp / "env", "BOOT_ORDER\n");
+        auto st = control.state();
+        REQUIRE_FALSE(st);
+        CHECK_THAT(st.error().what(), Catch::Contains((tmp / "env").string()));
+    }
+}
+
+TEST_CASE("BootControl: the booted slot comes from rauc.slot on the kernel command line",
+          "[firmware]") {
+    CHECK(slotFromCmdline("console=ttyS0 rauc.slot=B quiet\n") == Slot::kB);
+    CHECK(slotFromCmdline("rauc.slot=A") == Slot::kA);
+    auto missing = slotFromCmdline("console=ttyS0 rauc.slotx=A");
+    REQUIRE_FALSE(missing);
+    CHECK(missing.error().code() == FirmwareErrc::kBootControl);
+    REQUIRE_FALSE(slotFromCmdline("rauc.slot=C"));
+    TempDir tmp;
+    auto unreadable = readCmdlineSlot(tmp / "nope");
+    REQUIRE_FALSE(unreadable);
+    CHECK_THAT(unreadable.error().what(), Catch::Contains((tmp / "nope").string()));
+}
+
+TEST_CASE("UBootControl: reads and writes RAUC's variables with fw_printenv and fw_setenv",
+          "[firmware]") {
+    TempDir tmp;
+    FakeUBoot fake(tmp.path());
+    SystemClock clock;
+    UBootControl control(fake.config(), clock);
+
+    // Unset variables are the boot script's defaults.
+    auto s = stateOf(control);
+    CHECK(s.booted == Slot::kA);
+    CHECK(s.order == std::vector{Slot::kA, Slot::kB});
+    CHECK(s.attemptsLeft(Slot::kA) == 3);
+
+    REQUIRE(control.tryOnce(Slot::kB));
+    // Raised (here: made explicit) counts first, lowered next, the order last.
+    CHECK(readFile(fake.log) == "BOOT_A_LEFT=3\nBOOT_B_LEFT=1\nBOOT_ORDER=B A\n");
+    s = stateOf(control);
+    CHECK(s.order == std::vector{Slot::kB, Slot::kA});
+    CHECK(s.attemptsLeft(Slot::kB) == 1);
+
+    // The trial boot: U-Boot's script decrements, Linux gets rauc.slot=B.
+    writeFile(fake.env, "BOOT_ORDER=B A\nBOOT_A_LEFT=2\nBOOT_B_LEFT=0\n");
+    writeFile(fake.cmdline, "rauc.slot=B\n");
+    writeFile(fake.log, "");
+    REQUIRE(control.fallBack(Slot::kB));
+    CHECK(readFile(fake.log) == "BOOT_A_LEFT=3\nBOOT_ORDER=A B\n");
+    s = stateOf(control);
+    CHECK(s.booted == Slot::kB);
+    CHECK(s.order == std::vector{Slot::kA, Slot::kB});
+    CHECK(s.attemptsLeft(Slot::kA) == 3);
+    CHECK(s.attemptsLeft(Slot::kB) == 0);
+
+    writeFile(fake.log, "");
+    REQUIRE(control.fallBack(Slot::kB));  // nothing to change, nothing written
+    CHECK(readFile(fake.log).empty());
+
+    SECTION("a failing fw_setenv is an error naming the command") {
+        writeFile(fake.env.string() + ".fail", "");
+        auto st = control.markGood(Slot::kB);
+        REQUIRE_FALSE(st);
+        CHECK(st.error().code() == FirmwareErrc::kBootControl);
+        CHECK_THAT(st.error().what(), Catch::Contains("fw_setenv") &&
+                                          Catch::Contains("Cannot write environment") &&
+                                          Catch::Contains("mark slot B good"));
+    }
+    SECTION("a broken fw_printenv is an error, not a default") {
+        writeScript(fake.printenv, "echo 'Cannot read environment' >&2\nexit 1\n");
+        auto st = control.state();
+        REQUIRE_FALSE(st);
+        CHECK_THAT(st.error().what(), Catch::Contains("Cannot read environment"));
+    }
+}
+
+TEST_CASE("GrubBootControl: reads and writes RAUC's variables with grub-editenv", "[firmware]") {
+    TempDir tmp;
+    SystemClock clock;
+    GrubConfig config;
+    config.env_file = tmp / "grubenv";
+    config.cmdline = tmp / "cmdline";
+    writeFile(config.cmdline, "BOOT_IMAGE=/vmlinuz rauc.slot=A ro\n");
+    std::string editenv = findInPath("grub-editenv");
+    if (editenv.empty()) {
+        // No GRUB tools here: a fake with grub-editenv's list/set/create behaviour.
+        editenv = (tmp / "grub-editenv").string();
+        writeScript(editenv, R"(
+file=$1; cmd=$2; shift 2
+case $cmd in
+  create) printf '# GRUB Environment Block\n' > "$file" ;;
+  list) [ -f "$file" ] || { echo "grub-editenv: error: cannot open $file" >&2; exit 1; }
+        grep -v '^#' "$file" || true ;;
+  set) [ -f "$file" ] || { echo "grub-editenv: error: cannot open $file" >&2; exit 1; }
+       for kv in "$@"; do
+         k=${kv%%=*}
+         { grep -v "^$k=" "$file"; printf '%s\n' "$kv"; } > "$file.tmp"; mv "$file.tmp" "$file"
+       done ;;
+  *) exit 2 ;;
+esac
+)");
+    }
+    INFO("grub-editenv: " << editenv);
+    config.grub_editenv = {editenv};
+    GrubBootControl control(config, clock);
+
+    auto missing = control.state();
+    REQUIRE_FALSE(missing);  // the environment block must be provisioned
+    CHECK_THAT(missing.error().what(), Catch::Contains("grubenv"));
+
+    REQUIRE(edge::test::runCommand({editenv, config.env_file.string(), "create"}).exit_code == 0);
+    auto s = stateOf(control);
+    CHECK(s.order == std::vector{Slot::kA, Slot::kB});
+    REQUIRE(control.tryOnce(Slot::kB));
+    s = stateOf(control);
+    CHECK(s.booted == Slot::kA);
+    CHECK(s.order == std::vector{Slot::kB, Slot::kA});
+    CHECK(s.attemptsLeft(Slot::kB) == 1);
+    CHECK(s.attemptsLeft(Slot::kA) == 3);
+    const auto listed = edge::test::runCommand({editenv, config.env_file.string(), "list"});
+    CHECK_THAT(listed.out, Catch::Contains("BOOT_ORDER=B A"));
+
+    writeFile(config.cmdline, "rauc.slot=B\n");
+    REQUIRE(control.markGood(Slot::kB));
+    s = stateOf(control);
+    CHECK(s.booted == Slot::kB);
+    CHECK(s.primary() == Slot::kB);
+    CHECK(s.attemptsLeft(Slot::kB) == 3);
+    REQUIRE(control.fallBack(Slot::kB));
+    s = stateOf(control);
+    CHECK(s.order == std::vector{Slot::kA, Slot::kB});
+    CHECK(s.attemptsLeft(Slot::kB) == 0);
+}
+
+TEST_CASE("makeBootControl: builds the configured backend and refuses bad configs", "[firmware]") {
+    TempDir tmp;
+    SystemClock clock;
+    BootControlConfig config;
+    config.slots = {tmp / "a.img", tmp / "b.img"};
+    config.env_file = tmp / "env";
+    config.booted_file = tmp / "booted";
+    SECTION("file") {
+        writeFile(tmp / "booted", "B\n");
+        auto boot = makeBootControl(config, clock);
+        INFO(what(boot));
+        REQUIRE(boot);
+        auto s = (*boot)->state();
+        REQUIRE(s);
+        CHECK(s->booted == Slot::kB);
+    }
+    SECTION("uboot") {
+        FakeUBoot fake(tmp.path());
+        config.backend = "uboot";
+        config.fw_printenv = {fake.printenv.string()};
+        config.fw_setenv = {fake.setenv.string()};
+        config.cmdline = fake.cmdline;
+        auto boot = makeBootControl(config, clock);
+        REQUIRE(boot);
+        REQUIRE((*boot)->markGood(Slot::kA));
+        CHECK_THAT(readFile(fake.env), Catch::Contains("BOOT_ORDER=A B"));
+    }
+    SECTION("grub") {
+        config.backend = "grub";
+        REQUIRE(makeBootControl(config, clock));
+    }
+    SECTION("unknown backend") {
+        config.backend = "lilo";
+        auto boot = makeBootControl(config, clock);
+        REQUIRE_FALSE(boot);
+        CHECK(boot.error().code() == FirmwareErrc::kInvalidArgument);
+        CHECK_THAT(boot.error().what(), Catch::Contains("lilo"));
+    }
+    SECTION("one path for both slots") {
+        config.slots.b = tmp / "." / "a.img";
+        REQUIRE_FALSE(makeBootControl(config, clock));
+    }
+    SECTION("file backend without its files") {
+        config.booted_file.clear();
+        REQUIRE_FALSE(makeBootControl(config, clock));
+    }
+}
+
+TEST_CASE("loadFirmwareConfig: reads the firmware section of a config file", "[firmware]") {
+    TempDir tmp;
+    auto cfg = config::ConfigFile::parse(R"(
+firmware:
+  backend: uboot
+  slot_a: /dev/mmcblk0p2
+  slot_b: /dev/mmcblk0p3
+  fw_printenv: [fw_printenv, -c, /etc/fw_env.config]
+  fw_setenv: [fw_setenv, -c, /etc/fw_env.config]
+  reboot_command: [systemctl, reboot, --no-wall]
+  health_command: [/usr/libexec/edge/health]
+  health_timeout: 90s
+  command_timeout: 5s
+)",
+                                         "test.yaml", tmp.path());
+    INFO(what(cfg));
+    REQUIRE(cfg);
+    auto fw = loadFirmwareConfig(*cfg);
+    INFO(what(fw));
+    REQUIRE(fw);
+    REQUIRE(cfg->finish());
+    CHECK(fw->boot.backend == "uboot");
+    CHECK(fw->boot.slots.of(Slot::kB) == "/dev/mmcblk0p3");
+    CHECK(fw->boot.fw_printenv ==
+          std::vector<std::string>{"fw_printenv", "-c", "/etc/fw_env.config"});
+    CHECK(fw->boot.cmdline == "/proc/cmdline");
+    CHECK(fw->boot.command_timeout == std::chrono::seconds(5));
+    CHECK(fw->reboot_command == std::vector<std::string>{"systemctl", "reboot", "--no-wall"});
+    CHECK(fw->health_command == std::vector<std::string>{"/usr/libexec/edge/health"});
+    CHECK(fw->health_timeout == std::chrono::seconds(90));
+    SystemClock clock;
+    CHECK(makeBootControl(fw->boot, clock));
+}
+
+}  // namespace edge::firmware

@@ -1,0 +1,259 @@
+#pragma once
+// Helpers for the firmware tests: a simulated device (two slot files, a file-backed boot
+// environment, an LMDB state dir) and a loop that plays power-on, bootloader and daemon start.
+// The device functions report problems as errors instead of Catch assertions, so a forked child
+// can use them too (Catch must not run in a child).
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "firmware/errors.hpp"
+#include "firmware/file/file_boot_control.hpp"
+#include "firmware/rebooter.hpp"
+#include "firmware/updater.hpp"
+#include "security/crypto.hpp"
+#include "shared/core/clock.hpp"
+#include "shared/store/lmdb/lmdb_store.hpp"
+#include "tests/support/process.hpp"
+#include "tests/support/temp_dir.hpp"
+#include "tests/fakes/fake_rebooter.hpp"
+
+namespace edge::firmware::test {
+
+using edge::test::inChild;
+using edge::test::readFile;
+using edge::test::TempDir;
+using edge::test::writeFile;
+
+inline std::string what(const Status& st) { return st ? std::string() : st.error().what(); }
+template <class T>
+std::string what(const Result<T>& r) {
+    return r ? std::string() : r.error().what();
+}
+
+/// An image file: content starts with a marker that decides how the simulated device treats it
+/// ("BOOTS-OK" boots and is healthy, "BOOTS-SICK" boots but fails its health check, "PANIC"
+/// never gets as far as the daemon).
+struct TestImage {
+    FirmwareImage spec;
+    std::filesystem::path file;
+    std::string bytes;
+};
+
+inline std::string imageBytes(const std::string& marker, const std::string& version,
+                              std::size_t size) {
+    std::string out = marker + ":" + version + ":";
+    std::uint32_t x = 2463534242u ^ static_cast<std::uint32_t>(std::hash<std::string>{}(version));
+    while (out.size() < size) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        out.push_back(static_cast<char>(x & 0xff));
+    }
+    out.resize(size);
+    return out;
+}
+
+inline TestImage makeImage(const std::filesystem::path& dir, const std::string& marker,
+                           const std::string& version, std::size_t size = 64 * 1024) {
+    TestImage img;
+    img.bytes = imageBytes(marker, version, size);
+    img.file = dir / ("image-" + version + ".img");
+    writeFile(img.file, img.bytes);
+    img.spec = {version, security::sha256Hex(img.bytes), img.bytes.size()};
+    return img;
+}
+
+/// Crash injection for forked children: exit right after the n-th event of each kind (0 = never).
+struct CrashPlan {
+    int after_transition = 0;   // persisted transitions (UpdateMachine hook)
+    int after_boot_write = 0;   // tryOnce / markGood / fallBack calls by the updater
+    std::uint64_t at_byte = 0;  // bytes written into the slot
+    int transitions_seen = 0;
+    int boot_writes_seen = 0;
+};
+inline constexpr int kCrashedExit = 42;
+
+/// Wraps the updater's BootControl to crash the process after its n-th write.
+class CrashingBootControl final : public BootControl {
+public:
+    CrashingBootControl(BootControl& inner, CrashPlan* plan) : inner_(inner), plan_(plan) {}
+    Result<BootState> state() override { return inner_.state(); }
+    Status tryOnce(Slot s) override { return after(inner_.tryOnce(s)); }
+    Status markGood(Slot s) override { return after(inner_.markGood(s)); }
+    Status fallBack(Slot s) override { return after(inner_.fallBack(s)); }
+
+private:
+    Status after(Status st) {
+        if (plan_ != nullptr && plan_->after_boot_write > 0 &&
+            ++plan_->boot_writes_seen == plan_->after_boot_write) {
+            ::_exit(kCrashedExit);
+        }
+        return st;
+    }
+    BootControl& inner_;
+    CrashPlan* plan_;
+};
+
+/// A device with two slot files. Slot A holds the factory image (1.0); slot B holds junk and is
+/// provisioned unbootable, as an installer would leave it.
+struct Device {
+    explicit Device(const std::filesystem::path& root, std::size_t chunk = 4096)
+        : dir(root), chunk_size(chunk) {
+        slots = {root / "slot-a.img", root / "slot-b.img"};
+        env = root / "bootenv";
+        booted = root / "booted";
+        db = root / "state";
+        images = root / "images";
+        std::filesystem::create_directories(images);
+        factory = makeImage(images, "BOOTS-OK", "1.0");
+        writeFile(slots.a, factory.bytes);
+        writeFile(slots.b, "junk left by the factory");
+        bootable.push_back(factory.bytes);
+        FileBootControl boot(env, booted);
+        REQUIRE(boot.fallBack(Slot::kB));
+    }
+
+    /// Adds an image the device may boot (unless its marker says otherwise).
+    TestImage image(const std::string& marker, const std::string& version) {
+        auto img = makeImage(images, marker, version);
+        if (marker.starts_with("BOOTS")) bootable.push_back(img.bytes);
+        return img;
+    }
+
+    [[nodiscard]] UpdaterConfig config() const {
+        UpdaterConfig c;
+        c.slots = slots;
+        c.chunk_size = chunk_size;
+        return c;
+    }
+
+    [[nodiscard]] bool boots(Slot slot) const {
+        const auto content = readFile(slots.of(slot));
+        for (const auto& b : bootable) {
+            if (b == content) return true;
+        }
+        return false;
+    }
+
+    /// The daemon's health check: the running image must not be a "sick" one.
+    [[nodiscard]] HealthCheck health() const {
+        return [this]() -> Status {
+            FileBootControl boot(env, booted);
+            auto st = boot.state();
+            if (!st) return fail(st.error());
+            if (readFile(slots.of(st->booted)).starts_with("BOOTS-SICK")) {
+                return fail(FirmwareErrc::kHealth, "service 'inference' crashed 3 times");
+            }
+            return {};
+        };
+    }
+
+    std::filesystem::path dir;
+    std::size_t chunk_size;
+    SlotPaths slots;
+    std::filesystem::path env, booted, db, images;
+    TestImage factory;
+    std::vector<std::string> bootable;
+};
+
+/// What the device did: the slot it ended on and how often it booted.
+struct DeviceRun {
+    Slot running = Slot::kA;
+    int boots = 0;
+};
+
+inline UpdaterHooks hooksFor(CrashPlan* plan) {
+    UpdaterHooks hooks;
+    if (plan == nullptr) return hooks;
+    hooks.on_transition = [plan](const UpdateRecord&) {
+        if (plan->after_transition > 0 && ++plan->transitions_seen == plan->after_transition) {
+            ::_exit(kCrashedExit);
+        }
+    };
+    hooks.progress = [plan](std::uint64_t written, std::uint64_t) {
+        if (plan->at_byte > 0 && written >= plan->at_byte) ::_exit(kCrashedExit);
+    };
+    return hooks;
+}
+
+/// One daemon start: opens the store, runs fn with an Updater, closes everything.
+/// Returns how many reboots the daemon requested.
+inline Result<int> withDaemon(Device& dev, CrashPlan* plan,
+                              const std::function<Status(Updater&)>& fn) {
+    auto store = store::LmdbStore::open(dev.db);
+    if (!store) return fail(std::move(store.error()));
+    FileBootControl file_boot(dev.env, dev.booted);
+    CrashingBootControl boot(file_boot, plan);
+    edge::test::FakeRebooter rebooter;
+    SystemClock clock;
+    auto updater = Updater::open(**store, boot, rebooter, clock, dev.config(), hooksFor(plan));
+    if (!updater) return fail(std::move(updater.error()));
+    if (auto st = fn(*updater); !st) return fail(std::move(st.error()));
+    return rebooter.calls;
+}
+
+/// Plays the device from now until the daemon stops asking for reboots: when power_on, the
+/// bootloader boots first; a slot whose image does not boot dies before the daemon starts (the
+/// next boot follows); otherwise the daemon starts and runs afterBoot(). Fails after max_boots
+/// boots: the device would loop.
+inline Result<DeviceRun> runDevice(Device& dev, bool power_on, CrashPlan* plan = nullptr,
+                                   int max_boots = 8) {
+    DeviceRun run;
+    FileBootControl bootloader(dev.env, dev.booted);
+    bool boot_next = power_on;
+    while (true) {
+        if (boot_next) {
+            if (++run.boots > max_boots) {
+                return fail(FirmwareErrc::kLoopGuard, "device keeps rebooting");
+            }
+            auto slot = bootloader.simulateBoot();
+            if (!slot) return fail(std::move(slot.error()));
+            if (!dev.boots(*slot)) continue;  // kernel panic: the board resets
+        }
+        auto reboots = withDaemon(dev, plan, [&](Updater& u) { return u.afterBoot(dev.health()); });
+        if (!reboots) return fail(std::move(reboots.error()));
+        if (*reboots == 0) break;
+        boot_next = true;
+    }
+    auto st = bootloader.state();
+    if (!st) return fail(std::move(st.error()));
+    run.running = st->booted;
+    return run;
+}
+
+/// Starts an update in a daemon; returns the start() status (failed updates are results).
+inline Result<Status> startUpdate(Device& dev, const TestImage& img, CrashPlan* plan = nullptr) {
+    Status started;
+    auto reboots = withDaemon(dev, plan, [&](Updater& u) {
+        started = u.start(img.spec, img.file);
+        return Status{};
+    });
+    if (!reboots) return fail(std::move(reboots.error()));
+    return started;
+}
+
+inline UpdateRecord recordOf(const Device& dev) {
+    auto store = store::LmdbStore::open(dev.db);
+    REQUIRE(store);
+    auto rec = loadUpdateRecord(**store);
+    INFO(what(rec));
+    REQUIRE(rec);
+    return *rec;
+}
+
+inline BootState bootStateOf(const Device& dev) {
+    FileBootControl boot(dev.env, dev.booted);
+    auto st = boot.state();
+    INFO(what(st));
+    REQUIRE(st);
+    return *st;
+}
+
+}  // namespace edge::firmware::test

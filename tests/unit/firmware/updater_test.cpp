@@ -1,0 +1,308 @@
+#include "firmware/updater.hpp"
+
+#include <catch2/catch.hpp>
+
+#include "firmware/errors.hpp"
+#include "tests/unit/firmware/firmware_test_support.hpp"
+
+namespace edge::firmware {
+namespace {
+
+using test::Device;
+using test::readFile;
+using test::TempDir;
+using test::what;
+
+test::DeviceRun settle(Device& dev, bool power_on) {
+    auto run = test::runDevice(dev, power_on);
+    INFO(what(run));
+    REQUIRE(run);
+    return *run;
+}
+
+Status start(Device& dev, const test::TestImage& img) {
+    auto started = test::startUpdate(dev, img);
+    INFO(what(started));
+    REQUIRE(started);
+    return *started;
+}
+
+// The device is on its old slot, which is primary and fully armed; the target is disarmed.
+void checkBackOnOldSlot(Device& dev, const test::DeviceRun& run) {
+    CHECK(run.running == Slot::kA);
+    const auto boot = test::bootStateOf(dev);
+    CHECK(boot.primary() == Slot::kA);
+    CHECK(boot.attemptsLeft(Slot::kA) == kDefaultMaxAttempts);
+    CHECK(boot.attemptsLeft(Slot::kB) == 0);
+    CHECK(readFile(dev.slots.a) == dev.factory.bytes);
+}
+
+}  // namespace
+
+TEST_CASE("Updater: a healthy image is installed, booted, checked and committed", "[firmware]") {
+    TempDir tmp;
+    Device dev(tmp.path());
+    settle(dev, true);  // power on, daemon idle
+    CHECK(test::recordOf(dev).state == UpdateState::kIdle);
+    const auto img = dev.image("BOOTS-OK", "2.0");
+
+    auto started = start(dev, img);
+    INFO(what(started));
+    REQUIRE(started);
+    auto rec = test::recordOf(dev);
+    CHECK(rec.state == UpdateState::kRebooting);
+    CHECK(rec.target_slot == Slot::kB);
+    CHECK(rec.old_slot == Slot::kA);
+    CHECK(readFile(dev.slots.b) == img.bytes);
+    CHECK(readFile(dev.slots.a) == dev.factory.bytes);  // the active slot is untouched
+    auto boot = test::bootStateOf(dev);
+    CHECK(boot.primary() == Slot::kB);
+    CHECK(boot.attemptsLeft(Slot::kB) == 1);
+
+    const auto run = settle(dev, true);
+    CHECK(run.running == Slot::kB);
+    rec = test::recordOf(dev);
+    CHECK(rec.state == UpdateState::kCommitted);
+    CHECK(rec.current_version == "2.0");
+    CHECK(rec.reason.empty());
+    CHECK(rec.transitions == 6);
+    boot = test::bootStateOf(dev);
+    CHECK(boot.order == std::vector{Slot::kB, Slot::kA});
+    CHECK(boot.attemptsLeft(Slot::kB) == kDefaultMaxAttempts);
+    CHECK(boot.attemptsLeft(Slot::kA) > 0);  // the old slot stays the fallback
+
+    // It sticks across reboots: every boot re-arms the running slot.
+    for (int i = 0; i < 5; ++i) CHECK(settle(dev, true).running == Slot::kB);
+    CHECK(test::bootStateOf(dev).attemptsLeft(Slot::kB) == kDefaultMaxAttempts);
+
+    // The next update goes to the slot that is now inactive.
+    const auto next = dev.image("BOOTS-OK", "3.0");
+    REQUIRE(start(dev, next));
+    CHECK(test::recordOf(dev).target_slot == Slot::kA);
+    CHECK(settle(dev, true).running == Slot::kA);
+    CHECK(test::recordOf(dev).state == UpdateState::kCommitted);
+    CHECK(readFile(dev.slots.b) == img.bytes);
+}
+
+TEST_CASE("Updater: a failing health check falls back to slot A and reports why", "[firmware]") {
+    TempDir tmp;
+    Device dev(tmp.path());
+    settle(dev, true);
+    const auto img = dev.image("BOOTS-SICK", "2.0");
+    REQUIRE(start(dev, img));
+    const auto run = settle(dev, true);
+    checkBackOnOldSlot(dev, run);
+    CHECK(run.boots == 2);  // into B for the trial, back into A
+    const auto rec = test::recordOf(dev);
+    CHECK(rec.state == UpdateState::kFailed);
+    CHECK_THAT(rec.reason, Catch::Contains("health check failed") &&
+                               Catch::Contains("service 'inference' crashed"));
+    CHECK(rec.last_failed_version == "2.0");
+}
+
+TEST_CASE("Updater: a new slot that never boots ends Failed on the old slot", "[firmware]") {
+    TempDir tmp;
+    Device dev(tmp.path());
+    settle(dev, true);
+    const auto img = dev.image("PANIC", "2.0");
+    REQUIRE(start(dev, img));
+    const auto run = settle(dev, true);
+    checkBackOnOldSlot(dev, run);
+    const auto rec = test::recordOf(dev);
+    CHECK(rec.state == UpdateState::kFailed);
+    CHECK_THAT(rec.reason, Catch::Contains("slot B did not boot"));
+}
+
+TEST_CASE("Updater: a failed version is not installed again, a newer one is", "[firmware]") {
+    TempDir tmp;
+    Device dev(tmp.path());
+    settle(dev, true);
+    const auto bad = dev.image("BOOTS-SICK", "2.0");
+    REQUIRE(start(dev, bad));
+    settle(dev, true);
+    REQUIRE(test::recordOf(dev).state == UpdateState::kFailed);
+
+    auto again = start(dev, bad);
+    REQUIRE_FALSE(again);
+    CHECK(again.error().code() == FirmwareErrc::kRefused);
+    CHECK_THAT(again.error().what(), Catch::Contains("2.0 failed before"));
+    CHECK(test::bootStateOf(dev).attemptsLeft(Slot::kB) == 0);  // nothing was touched
+
+    const auto fixed = dev.image("BOOTS-OK", "2.1");
+    REQUIRE(start(dev, fixed));
+    CHECK(settle(dev, true).running == Slot::kB);
+    const auto rec = test::recordOf(dev);
+    CHECK(rec.state == UpdateState::kCommitted);
+    CHECK(rec.last_failed_version.empty());
+
+    auto same = start(dev, fixed);
+    REQUIRE_FALSE(same);
+    CHECK_THAT(same.error().what(), Catch::Contains("already installed"));
+}
+
+TEST_CASE("Updater: a corrupt image fails before anything boots from it", "[firmware]") {
+    TempDir tmp;
+    Device dev(tmp.path());
+    settle(dev, true);
+    auto img = dev.image("BOOTS-OK", "2.0");
+    img.spec.sha256 = security::sha256Hex("not this image");
+    Status started;
+    auto reboots = test::withDaemon(dev, nullptr, [&](Updater& u) {
+        started = u.start(img.spec, img.file);
+        return Status{};
+    });
+    REQUIRE(reboots);
+    CHECK(*reboots == 0);
+    REQUIRE_FALSE(started);
+    CHECK(started.error().code() == FirmwareErrc::kDigest);
+    CHECK_THAT(started.error().what(), Catch::Contains("install slot B"));
+    const auto rec = test::recordOf(dev);
+    CHECK(rec.state == UpdateState::kFailed);
+    CHECK_THAT(rec.reason, Catch::Contains("sha256"));
+    const auto run = settle(dev, true);
+    checkBackOnOldSlot(dev, run);
+}
+
+TEST_CASE("Updater: a refused reboot disarms the new slot and fails the update", "[firmware]") {
+    TempDir tmp;
+    Device dev(tmp.path());
+    settle(dev, true);
+    const auto img = dev.image("BOOTS-OK", "2.0");
+    auto store = store::LmdbStore::open(dev.db);
+    REQUIRE(store);
+    FileBootControl boot(dev.env, dev.booted);
+    edge::test::FakeRebooter rebooter;
+    rebooter.refuse = true;
+    SystemClock clock;
+    auto updater = Updater::open(**store, boot, rebooter, clock, dev.config());
+    REQUIRE(updater);
+    auto st = updater->start(img.spec, img.file);
+    REQUIRE_FALSE(st);
+    CHECK_THAT(st.error().what(), Catch::Contains("systemctl reboot"));
+    CHECK(updater->record().state == UpdateState::kFailed);
+    CHECK_THAT(updater->record().reason, Catch::Contains("refused"));
+    const auto s = test::bootStateOf(dev);
+    CHECK(s.primary() == Slot::kA);
+    CHECK(s.attemptsLeft(Slot::kB) == 0);
+}
+
+TEST_CASE("Updater: the configured health command and its timeout decide too", "[firmware]") {
+    TempDir tmp;
+    Device dev(tmp.path());
+    settle(dev, true);
+    const auto img = dev.image("BOOTS-OK", "2.0");
+    REQUIRE(start(dev, img));
+    FileBootControl bootloader(dev.env, dev.booted);
+    REQUIRE(bootloader.simulateBoot() == Slot::kB);
+
+    auto store = store::LmdbStore::open(dev.db);
+    REQUIRE(store);
+    FileBootControl boot(dev.env, dev.booted);
+    edge::test::FakeRebooter rebooter;
+    SystemClock clock;
+    auto config = dev.config();
+    config.health_command = {"sh", "-c", "sleep 30"};
+    config.health_timeout = std::chrono::milliseconds(300);
+    auto updater = Updater::open(**store, boot, rebooter, clock, config);
+    REQUIRE(updater);
+    auto st = updater->afterBoot(dev.health());  // the in-process check passes; the command hangs
+    INFO(what(st));
+    REQUIRE(st);
+    CHECK(updater->record().state == UpdateState::kRollingBack);
+    CHECK_THAT(updater->record().reason, Catch::Contains("timed out after 300 ms"));
+    CHECK(rebooter.calls == 1);  // leaving the bad slot
+    store->reset();
+    const auto run = settle(dev, true);
+    checkBackOnOldSlot(dev, run);
+    CHECK(test::recordOf(dev).state == UpdateState::kFailed);
+}
+
+TEST_CASE("Updater: abort before the reboot rolls back to the old slot", "[firmware]") {
+    TempDir tmp;
+    Device dev(tmp.path());
+    settle(dev, true);
+    const auto img = dev.image("BOOTS-OK", "2.0");
+    REQUIRE(start(dev, img));
+    auto reboots =
+        test::withDaemon(dev, nullptr, [](Updater& u) { return u.abort("rollout paused"); });
+    INFO(what(reboots));
+    REQUIRE(reboots);
+    CHECK(*reboots == 0);
+    const auto rec = test::recordOf(dev);
+    CHECK(rec.state == UpdateState::kFailed);
+    CHECK(rec.reason == "rollout paused");
+    checkBackOnOldSlot(dev, settle(dev, true));
+    auto idle = test::withDaemon(dev, nullptr, [](Updater& u) { return u.abort("again"); });
+    REQUIRE_FALSE(idle);
+    CHECK(idle.error().code() == FirmwareErrc::kBadTransition);
+}
+
+TEST_CASE(
+    "Updater: a daemon that crashes in its health check every time is stopped by the loop guard",
+    "[firmware]") {
+    TempDir tmp;
+    Device dev(tmp.path());
+    settle(dev, true);
+    const auto img = dev.image("BOOTS-OK", "2.0");
+    REQUIRE(start(dev, img));
+    FileBootControl bootloader(dev.env, dev.booted);
+    REQUIRE(bootloader.simulateBoot() == Slot::kB);
+
+    // systemd restarts the daemon; each start resumes Verifying and dies in the health check.
+    int starts = 0;
+    int code = 0;
+    do {
+        REQUIRE(++starts < 2 * UpdateMachine::kMaxTransitions);
+        code = test::inChild([&] {
+            auto reboots = test::withDaemon(dev, nullptr, [](Updater& u) {
+                return u.afterBoot([]() -> Status { ::_exit(test::kCrashedExit); });
+            });
+            return reboots ? 0 : 1;
+        });
+        REQUIRE((code == 0 || code == test::kCrashedExit));
+    } while (code == test::kCrashedExit);
+    CHECK(starts > 2);
+    auto rec = test::recordOf(dev);
+    CHECK(rec.state == UpdateState::kRollingBack);  // and a reboot requested to leave slot B
+    CHECK_THAT(rec.reason, Catch::Contains("loop guard"));
+
+    const auto run = settle(dev, true);
+    checkBackOnOldSlot(dev, run);
+    rec = test::recordOf(dev);
+    CHECK(rec.state == UpdateState::kFailed);
+    CHECK_THAT(rec.reason, Catch::Contains("loop guard"));
+    CHECK(rec.transitions <= UpdateMachine::kMaxTransitions + 2);
+}
+
+}  // namespace edge::firmware
+
+namespace edge::firmware {
+
+TEST_CASE("Updater: no new update while still running the slot the last one failed on",
+          "[firmware]") {
+    TempDir tmp;
+    Device dev(tmp.path());
+    {
+        auto store = store::LmdbStore::open(dev.db);
+        REQUIRE(store);
+        UpdateRecord failed;
+        failed.state = UpdateState::kFailed;
+        failed.target = {"2.0", std::string(64, 'a'), 100};
+        failed.target_slot = Slot::kB;
+        failed.old_slot = Slot::kA;
+        failed.transitions = 18;
+        failed.reason = "loop guard";
+        failed.last_failed_version = "2.0";
+        REQUIRE(saveUpdateRecord(**store, failed));
+    }
+    test::writeFile(dev.booted, "B\n");  // the rollback reboot never happened
+    const auto next = dev.image("BOOTS-OK", "3.0");
+    auto st = start(dev, next);
+    REQUIRE_FALSE(st);
+    CHECK(st.error().code() == FirmwareErrc::kRefused);
+    CHECK_THAT(st.error().what(), Catch::Contains("reboot into slot A first"));
+    CHECK(test::readFile(dev.slots.a) == dev.factory.bytes);
+    CHECK(test::recordOf(dev).state == UpdateState::kFailed);
+}
+
+}  // namespace edge::firmware
