@@ -57,6 +57,9 @@ Result<FirmwareConfig> loadFirmwareConfig(config::ConfigFile& cfg) {
                              64 << 20);
     if (!chunk) return fail(std::move(chunk.error()));
     out.chunk_size = static_cast<std::size_t>(*chunk);
+    auto readback = cfg.boolean("firmware.verify_readback", out.verify_readback);
+    if (!readback) return fail(std::move(readback.error()));
+    out.verify_readback = *readback;
     return out;
 }
 

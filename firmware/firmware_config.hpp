@@ -16,6 +16,7 @@
 //   firmware.health_command   argv list, optional
 //   firmware.health_timeout   (default 60s)
 //   firmware.chunk_size       bytes per write                 (default 1048576)
+//   firmware.verify_readback  re-read the slot after the fsync  (default false)
 #include <chrono>
 #include <string>
 #include <vector>
@@ -31,6 +32,7 @@ struct FirmwareConfig {
     std::vector<std::string> health_command;
     std::chrono::milliseconds health_timeout{60'000};
     std::size_t chunk_size = 1u << 20;
+    bool verify_readback = false;
 };
 
 /// Reads the keys above (marking them known to cfg). Errors name the key; backend-specific

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <future>
 #include <string>
 
 #include "firmware/errors.hpp"
@@ -137,10 +138,14 @@ Status installImage(const std::filesystem::path& source, const std::filesystem::
     if (::fstat(out.get(), &st) != 0) return ioError("stat slot", slot);
     const bool regular = S_ISREG(st.st_mode);
 
-    std::string buf(options.chunk_size, '\0');
+    // Two buffers: while chunk i is written to the slot on this thread, it is hashed on a helper
+    // thread (hashing and writing each take about as long), then chunk i+1 is read.
+    std::string bufs[2] = {std::string(options.chunk_size, '\0'), std::string(options.chunk_size, '\0')};
     security::Sha256Hasher hasher;
+    std::future<void> hashing;
     std::uint64_t written = 0;
-    while (true) {
+    for (int turn = 0;; turn ^= 1) {
+        std::string& buf = bufs[turn];
         // Ask for at most one byte past the declared end: enough to notice an oversized source.
         const std::uint64_t room = expected_size - written + 1;
         const auto want =
@@ -154,13 +159,17 @@ Status installImage(const std::filesystem::path& source, const std::filesystem::
                         fmt::format("image '{}' is larger than its declared {} bytes; cut off",
                                     source.string(), expected_size));
         }
-        if (!writeFull(out.get(), buf.data(), static_cast<std::size_t>(n))) {
+        if (hashing.valid()) hashing.get();  // the other buffer's hash is done: it may be reused
+        const std::string_view chunk(buf.data(), static_cast<std::size_t>(n));
+        hashing = std::async(std::launch::async, [&hasher, chunk] { hasher.update(chunk); });
+        if (!writeFull(out.get(), chunk.data(), chunk.size())) {
+            hashing.get();
             return ioError("write slot", slot);
         }
-        hasher.update(std::string_view(buf.data(), static_cast<std::size_t>(n)));
         written += got;
         if (options.progress) options.progress(written, expected_size);
     }
+    if (hashing.valid()) hashing.get();
     if (written < expected_size) {
         return fail(FirmwareErrc::kSize,
                     fmt::format("image '{}' ended after {} of its declared {} bytes",
@@ -175,6 +184,10 @@ Status installImage(const std::filesystem::path& source, const std::filesystem::
         return ioError("truncate slot", slot);
     }
     if (::fsync(out.get()) != 0) return ioError("fsync slot", slot);
+    if (!options.read_back) {
+        if (out.close() != 0) return ioError("close slot", slot);
+        return {};
+    }
     // Read back from the device, not from the page cache we just filled.
     ::posix_fadvise(out.get(), 0, 0, POSIX_FADV_DONTNEED);
     if (out.close() != 0) return ioError("close slot", slot);

@@ -6,8 +6,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <catch2/catch.hpp>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
@@ -288,10 +286,12 @@ std::string readFile(const std::filesystem::path& path) {
 
 int inChild(const std::function<int()>& fn) {
     const pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
+    if (pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
     if (pid == 0) ::_exit(fn());
     int status = 0;
-    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    while (::waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) throw std::runtime_error(std::string("waitpid: ") + std::strerror(errno));
+    }
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 

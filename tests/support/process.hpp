@@ -60,7 +60,8 @@ CommandResult runCommand(const std::vector<std::string>& argv,
                          std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
 /// Runs fn in a forked child and returns its exit code (fn's return value, or 128+signal): for
-/// crash tests, where the child _exits mid-operation. The child must not return into Catch.
+/// crash tests, where the child _exits mid-operation. Throws std::runtime_error when fork or
+/// waitpid fails (a failed test either way).
 int inChild(const std::function<int()>& fn);
 
 /// Polls pred until it returns true (-> true) or timeout passes (-> false).
