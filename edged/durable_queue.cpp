@@ -152,9 +152,14 @@ void DurableQueue::makeRoom() {
         ++dropped_now;
     }
     if (dropped_now > 0) {
+        // Counted always (status, every batch); logged as a warning at the first drop and at
+        // every 10,000th after it, so a full queue is loud without flooding the log.
+        const bool loud = dropped_ == 0 || dropped_ / 10000 != (dropped_ + dropped_now) / 10000;
         dropped_ += dropped_now;
-        log::debug("queue '{}' full: dropped {} oldest records ({} dropped in all)", options_.name,
-                   dropped_now, dropped_);
+        if (loud) {
+            log::warn("queue '{}' full ({} bytes): dropping the oldest records, {} dropped in all",
+                      options_.name, options_.max_bytes, dropped_);
+        }
     }
 }
 
