@@ -1,5 +1,6 @@
-// http::request, requestUnix and UnixConnection on Boost.Beast. Each owns a private io_context
-// that runs only while one exchange (connect, write, read) is in flight, under one deadline.
+// http::request, requestTls, downloadTo, requestUnix and UnixConnection on Boost.Beast. Each owns
+// a private io_context that runs only while one exchange (connect, write, read) is in flight,
+// under one deadline (downloadTo: a deadline per wait, see http.hpp).
 #include <fmt/format.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -11,11 +12,15 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/url/parse.hpp>
 #include <cerrno>
+#include <limits>
 #include <optional>
 #include <string_view>
+#include <type_traits>
 
+#include "shared/http/beast/tls_context.hpp"
 #include "shared/http/http.hpp"
 
 namespace edge::http {
@@ -25,12 +30,20 @@ namespace bhttp = boost::beast::http;
 using tcp = boost::asio::ip::tcp;
 using unix_socket = boost::asio::local::stream_protocol;
 using Message = bhttp::request<bhttp::string_body>;
+using TcpStream = beast::basic_stream<tcp>;
+using UnixStream = beast::basic_stream<unix_socket>;
+using TlsStream = beast::ssl_stream<TcpStream>;
 
 namespace {
 
 // io_context::run_for() gets this much beyond the stream's own deadline, which normally fires
 // first; the margin only catches what the deadline does not cover (name resolution).
 constexpr std::chrono::milliseconds kRunMargin{500};
+/// The most of a non-2xx body downloadTo() keeps (error messages, not content).
+constexpr std::uint64_t kErrorBodyLimit = 64u << 10;
+
+template <class Stream>
+constexpr bool kIsTls = std::is_same_v<Stream, TlsStream>;
 
 bool isToken(std::string_view s) {
     constexpr std::string_view kSymbols = "!#$%&'*+-.^_`|~";
@@ -43,9 +56,18 @@ bool isToken(std::string_view s) {
 /// The request every transport sends. Method and target are checked, so that nothing a caller
 /// passes can inject header lines.
 Result<Message> makeMessage(const std::string& method, const std::string& target,
-                            const std::string& host, const std::string& body, bool keep_alive) {
+                            const std::string& host, const std::string& body, bool keep_alive,
+                            const Headers& extra = {}) {
     if (!isToken(method)) {
         return fail(SharedErrc::kInvalidArgument, fmt::format("bad method '{}'", method));
+    }
+    for (const auto& [name, value] : extra) {
+        const bool bad_value = std::ranges::any_of(value, [](char c) {
+            return (static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f;
+        });
+        if (!isToken(name) || bad_value) {
+            return fail(SharedErrc::kInvalidArgument, fmt::format("bad header field '{}'", name));
+        }
     }
     if (!boost::urls::parse_origin_form(target)) {
         return fail(SharedErrc::kInvalidArgument,
@@ -59,6 +81,7 @@ Result<Message> makeMessage(const std::string& method, const std::string& target
         req.set(bhttp::field::host, host);
         req.set(bhttp::field::user_agent, "edge-client");
         if (!body.empty()) req.set(bhttp::field::content_type, "application/json");
+        for (const auto& [name, value] : extra) req.set(name, value);
         req.keep_alive(keep_alive);
         req.body() = body;
         req.prepare_payload();  // throws for a few method/body combinations (TRACE with a body)
@@ -72,7 +95,8 @@ Result<Message> makeMessage(const std::string& method, const std::string& target
 struct Exchange {
     std::string stage = "send";
     beast::error_code ec;
-    bool sent = false;  // the request was written completely
+    std::string detail;  // appended to ec's message (why a certificate was refused)
+    bool sent = false;   // the request was written completely
     std::optional<Response> response;
     bool keep_alive = false;  // the connection may carry another request
 };
@@ -82,7 +106,7 @@ Error transportError(const Exchange& x, std::string_view what) {
         return Error(SharedErrc::kTimeout, fmt::format("{}: timed out during {}", what, x.stage));
     }
     return Error(SharedErrc::kHttp,
-                 fmt::format("{}: {} failed: {}", what, x.stage, x.ec.message()));
+                 fmt::format("{}: {} failed: {}{}", what, x.stage, x.ec.message(), x.detail));
 }
 
 Result<Response> toResult(Exchange x, std::string_view what) {
@@ -90,23 +114,107 @@ Result<Response> toResult(Exchange x, std::string_view what) {
     return fail(transportError(x, what));
 }
 
-/// A client stream of any protocol with its io_context: the code path request(), requestUnix()
-/// and UnixConnection share.
-template <class Protocol>
+template <class Fields>
+Headers toHeaders(const Fields& fields) {
+    Headers out;
+    for (const auto& field : fields) {
+        out.emplace_back(std::string(field.name_string()), std::string(field.value()));
+    }
+    return out;
+}
+
+/// Where a downloaded body goes: the sink (2xx) or error_body (anything else), never more than
+/// limit bytes.
+struct SinkTarget {
+    const BodySink* sink = nullptr;  // null: append to text
+    std::string* text = nullptr;
+    std::uint64_t limit = 0;
+    std::uint64_t received = 0;
+    std::optional<Error> sink_error;
+};
+
+/// A body type whose reader hands each piece of the body to a SinkTarget as it is parsed.
+/// Passing the limit is a body_limit error after exactly limit bytes were delivered.
+struct SinkBody {
+    using value_type = SinkTarget;
+
+    class reader {
+    public:
+        template <bool isRequest, class Fields>
+        reader(bhttp::header<isRequest, Fields>&, value_type& target) : target_(target) {}
+
+        void init(const boost::optional<std::uint64_t>& length, beast::error_code& ec) {
+            ec = {};
+            if (length && *length > target_.limit - target_.received) ec = bhttp::error::body_limit;
+        }
+
+        template <class Buffers>
+        std::size_t put(const Buffers& buffers, beast::error_code& ec) {
+            ec = {};
+            std::size_t used = 0;
+            for (const auto buffer : beast::buffers_range_ref(buffers)) {
+                std::string_view chunk(static_cast<const char*>(buffer.data()), buffer.size());
+                const std::uint64_t room = target_.limit - target_.received;
+                const bool over = chunk.size() > room;
+                if (over) chunk = chunk.substr(0, static_cast<std::size_t>(room));
+                if (!chunk.empty()) {
+                    if (target_.sink != nullptr) {
+                        if (auto ok = (*target_.sink)(chunk); !ok) {
+                            target_.sink_error = std::move(ok.error());
+                            ec = boost::asio::error::operation_aborted;
+                            return used;
+                        }
+                    } else {
+                        target_.text->append(chunk);
+                    }
+                }
+                target_.received += chunk.size();
+                used += chunk.size();
+                if (over) {
+                    ec = bhttp::error::body_limit;
+                    return used;
+                }
+            }
+            return used;
+        }
+
+        void finish(beast::error_code& ec) { ec = {}; }
+
+    private:
+        value_type& target_;
+    };
+};
+
+/// What one streamed download produced.
+struct StreamExchange {
+    std::string stage = "send";
+    beast::error_code ec;
+    std::string detail;  // appended to ec's message (why a certificate was refused)
+    StreamResult result;
+    bool head_done = false;
+    std::optional<Error> error;  // from on_head or the sink, or a limit
+};
+
+/// A client stream (TCP, Unix, TLS over TCP) with its io_context: the code path request(),
+/// requestTls(), downloadTo(), requestUnix() and UnixConnection share.
+template <class Stream>
 class Channel {
 public:
-    using Stream = beast::basic_stream<Protocol>;
-    /// Starts connecting stream, keeping stage up to date ("resolve", "connect"); calls done
-    /// exactly once.
+    /// Starts connecting stream, keeping stage up to date ("resolve", "connect",
+    /// "tls handshake"); calls done exactly once.
     using Connect = std::function<void(Stream& stream, std::string& stage,
                                        std::function<void(beast::error_code)> done)>;
 
-    explicit Channel(const ClientOptions& options) : options_(options) {}
+    /// stream_args follow the io_context in the stream's constructor (a TLS context).
+    template <class... Args>
+    explicit Channel(const ClientOptions& options, Args&... stream_args)
+        : options_(options), stream_(io_, stream_args...) {}
 
     boost::asio::io_context& context() { return io_; }
-    bool isOpen() { return stream_.socket().is_open(); }
+    Stream& stream() { return stream_; }
+    bool isOpen() { return beast::get_lowest_layer(stream_).socket().is_open(); }
     void close() {
-        stream_.close();
+        beast::get_lowest_layer(stream_).close();
         buffer_.clear();
     }
 
@@ -115,7 +223,8 @@ public:
     bool idleConnectionBroken() {
         if (buffer_.size() != 0) return true;
         char byte = 0;
-        const auto n = ::recv(stream_.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+        const auto n = ::recv(beast::get_lowest_layer(stream_).socket().native_handle(), &byte, 1,
+                              MSG_PEEK | MSG_DONTWAIT);
         return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
     }
 
@@ -125,6 +234,8 @@ public:
         Exchange x;
         bhttp::response_parser<bhttp::string_body> parser;
         parser.body_limit(options_.max_response_bytes);
+        // A response to HEAD declares a Content-Length but has no body.
+        if (message != nullptr && message->method() == bhttp::verb::head) parser.skip(true);
         beast::error_code write_ec;
         beast::error_code read_ec;
         bool read_done = false;
@@ -154,7 +265,7 @@ public:
             if (message != nullptr) write();
         };
 
-        stream_.expires_after(options_.timeout);
+        beast::get_lowest_layer(stream_).expires_after(options_.timeout);
         if (connect) {
             x.stage = "connect";
             connect(stream_, x.stage, connected);
@@ -174,8 +285,9 @@ public:
         }
         if (read_done && !read_ec) {
             const auto& res = parser.get();
-            x.response = Response{static_cast<int>(res.result_int()),
-                                  std::string(res[bhttp::field::content_type]), res.body()};
+            x.response =
+                Response{static_cast<int>(res.result_int()),
+                         std::string(res[bhttp::field::content_type]), res.body(), toHeaders(res)};
             x.keep_alive = !write_ec && res.keep_alive();
             x.ec = {};
         } else if (!x.ec) {
@@ -184,12 +296,227 @@ public:
         return x;
     }
 
+    /// Connects, writes message, reads the header and streams the body into the sink (2xx) or
+    /// error_body, each wait bounded by options.timeout. Blocks until done.
+    StreamExchange runStreaming(const Message& message, const Connect& connect,
+                                const HeadCheck& on_head, const BodySink& sink,
+                                std::uint64_t max_body) {
+        StreamExchange x;
+        bhttp::response_parser<SinkBody> parser;
+        parser.body_limit(std::numeric_limits<std::uint64_t>::max());  // SinkTarget enforces
+        std::uint64_t events = 0;  // completions so far: the run loop's sign of progress
+        bool abandoned = false;
+        std::function<void()> read_body;
+
+        const auto finish = [&](beast::error_code ec) {
+            x.ec = ec;
+            x.result.body_bytes = x.head_done && parser.get().body().sink != nullptr
+                                      ? parser.get().body().received
+                                      : 0;
+        };
+        const auto onBody = [&](beast::error_code ec, std::size_t) {
+            ++events;
+            if (abandoned) return;
+            auto& target = parser.get().body();
+            if (target.sink_error) {
+                x.error = std::move(*target.sink_error);
+                return finish({});
+            }
+            if (ec == bhttp::error::body_limit) {
+                if (target.sink == nullptr) return finish({});  // error body: keep the start
+                x.error = Error(SharedErrc::kHttp,
+                                fmt::format("the response body has more than {} bytes", max_body));
+                return finish({});
+            }
+            if (ec) return finish(ec);
+            if (parser.is_done()) return finish({});
+            read_body();
+        };
+        read_body = [&] {
+            x.stage = "receive body";
+            beast::get_lowest_layer(stream_).expires_after(options_.timeout);
+            bhttp::async_read_some(stream_, buffer_, parser, onBody);
+        };
+        const auto onHeader = [&](beast::error_code ec, std::size_t) {
+            ++events;
+            if (abandoned) return;
+            if (ec) return finish(ec);
+            const auto& res = parser.get();
+            x.head_done = true;
+            x.result.status = static_cast<int>(res.result_int());
+            x.result.headers = toHeaders(res);
+            auto& target = parser.get().body();
+            const bool success = x.result.status >= 200 && x.result.status < 300;
+            if (success) {
+                if (on_head) {
+                    if (auto ok = on_head(x.result); !ok) {
+                        x.error = std::move(ok.error());
+                        return finish({});
+                    }
+                }
+                if (const auto length = parser.content_length(); length && *length > max_body) {
+                    x.error = Error(SharedErrc::kHttp,
+                                    fmt::format("the response declares {} body bytes, more than "
+                                                "the {} bytes expected",
+                                                *length, max_body));
+                    return finish({});
+                }
+                target.sink = &sink;
+                target.limit = max_body;
+            } else {
+                target.text = &x.result.error_body;
+                target.limit = kErrorBodyLimit;
+            }
+            if (parser.is_done()) return finish({});
+            read_body();
+        };
+        const auto read_header = [&] {
+            x.stage = "receive header";
+            beast::get_lowest_layer(stream_).expires_after(options_.timeout);
+            bhttp::async_read_header(stream_, buffer_, parser, onHeader);
+        };
+        const auto write = [&] {
+            x.stage = "send";
+            bhttp::async_write(stream_, message, [&](beast::error_code ec, std::size_t) {
+                ++events;
+                if (abandoned) return;
+                if (ec == beast::error::timeout) return finish(ec);
+                // A server that turned the request down may have answered before closing.
+                read_header();
+            });
+        };
+
+        beast::get_lowest_layer(stream_).expires_after(options_.timeout);
+        x.stage = "connect";
+        connect(stream_, x.stage, [&](beast::error_code ec) {
+            ++events;
+            if (abandoned) return;
+            if (ec) return finish(ec);
+            write();
+        });
+        for (std::uint64_t seen = events;; seen = events) {
+            io_.restart();
+            io_.run_for(options_.timeout + kRunMargin);
+            if (io_.stopped()) break;
+            if (events == seen) {
+                // Nothing completed for a whole timeout (a resolver that hangs): give up.
+                abandoned = true;
+                close();
+                io_.restart();
+                io_.run();
+                x.ec = beast::error::timeout;
+                break;
+            }
+        }
+        return x;
+    }
+
 private:
     ClientOptions options_;
     boost::asio::io_context io_;
-    Stream stream_{io_};
+    Stream stream_;
     beast::flat_buffer buffer_;
 };
+
+/// The parts of an http:// or https:// URL a request needs.
+struct Url {
+    bool https = false;
+    std::string host;  // for DNS and certificate checks: no brackets around IPv6
+    std::string port;
+    std::string host_header;  // Host: as in the URL
+    std::string target;       // origin-form path and query
+};
+
+Result<Url> parseUrl(const std::string& url, bool allow_http, bool allow_https) {
+    auto parsed = boost::urls::parse_uri(url);
+    const bool http = parsed && parsed->scheme() == "http" && allow_http;
+    const bool https = parsed && parsed->scheme() == "https" && allow_https;
+    if ((!http && !https) || !parsed->has_authority() || parsed->host().empty()) {
+        const std::string_view schemes = allow_http && allow_https ? "http:// or https://"
+                                         : allow_https             ? "https://"
+                                                                   : "http://";
+        return fail(SharedErrc::kInvalidArgument,
+                    fmt::format("'{}' is not an {} URL", url, schemes));
+    }
+    Url out;
+    out.https = https;
+    out.host = parsed->host_type() == boost::urls::host_type::ipv6
+                   ? std::string(parsed->host_address())
+                   : std::string(parsed->host());
+    out.port = parsed->has_port() ? std::string(parsed->port()) : (https ? "443" : "80");
+    out.host_header = std::string(parsed->host());
+    if (parsed->has_port()) out.host_header += ":" + out.port;
+    out.target = std::string(parsed->encoded_path());
+    if (out.target.empty()) out.target = "/";
+    if (parsed->has_query()) out.target += "?" + std::string(parsed->encoded_query());
+    return out;
+}
+
+/// Resolve, connect and (TLS) handshake; resolver must outlive the exchange.
+template <class Stream>
+typename Channel<Stream>::Connect tcpConnect(tcp::resolver& resolver, const Url& url) {
+    return [&resolver, host = url.host, port = url.port](
+               Stream& stream, std::string& stage, std::function<void(beast::error_code)> done) {
+        stage = "resolve";
+        resolver.async_resolve(
+            host, port,
+            [&stream, &stage, done](beast::error_code ec, tcp::resolver::results_type endpoints) {
+                if (ec) return done(ec);
+                stage = "connect";
+                beast::get_lowest_layer(stream).async_connect(
+                    endpoints,
+                    [&stream, &stage, done](beast::error_code ec2, const tcp::endpoint&) {
+                        if constexpr (kIsTls<Stream>) {
+                            if (ec2) return done(ec2);
+                            stage = "tls handshake";
+                            stream.async_handshake(boost::asio::ssl::stream_base::client, done);
+                        } else {
+                            (void)stream;
+                            done(ec2);
+                        }
+                    });
+            });
+    };
+}
+
+/// A TLS channel set up to verify url's host; the context must outlive it.
+Result<std::unique_ptr<Channel<TlsStream>>> tlsChannel(tls::Context& context, const Url& url,
+                                                       const ClientOptions& options) {
+    auto channel = std::make_unique<Channel<TlsStream>>(options, context);
+    if (auto ok = tls::expectHost(channel->stream().native_handle(), url.host); !ok) {
+        return fail(std::move(ok.error()));
+    }
+    return channel;
+}
+
+/// After a failed handshake: why the server's certificate was refused, if it was.
+template <class X>
+void explainHandshake(X& x, Channel<TlsStream>& channel) {
+    if (x.ec && x.stage == "tls handshake") {
+        if (auto why = tls::verifyFailure(channel.stream().native_handle()); !why.empty()) {
+            x.detail = ": server certificate: " + why;
+        }
+    }
+}
+
+Error streamError(StreamExchange& x, std::string_view what) {
+    if (x.error) return std::move(*x.error).wrap(what);
+    if (x.ec == beast::error::timeout) {
+        return Error(SharedErrc::kTimeout, fmt::format("{}: timed out during {}", what, x.stage));
+    }
+    if (x.ec == bhttp::error::partial_message || x.ec == bhttp::error::end_of_stream ||
+        x.ec == boost::asio::ssl::error::stream_truncated) {
+        return Error(SharedErrc::kHttp,
+                     fmt::format("{}: the connection ended during {}", what, x.stage));
+    }
+    return Error(SharedErrc::kHttp,
+                 fmt::format("{}: {} failed: {}{}", what, x.stage, x.ec.message(), x.detail));
+}
+
+Result<StreamResult> toStreamResult(StreamExchange x, std::string_view what) {
+    if (x.error || x.ec) return fail(streamError(x, what));
+    return std::move(x.result);
+}
 
 Result<unix_socket::endpoint> unixEndpoint(const std::filesystem::path& socket) {
     if (socket.empty() || socket.native().size() >= sizeof(sockaddr_un::sun_path)) {
@@ -229,7 +556,7 @@ public:
                 reused = false;
             }
             auto x =
-                channel_.run(&*message, reused ? Channel<unix_socket>::Connect{} : connectStep());
+                channel_.run(&*message, reused ? Channel<UnixStream>::Connect{} : connectStep());
             if (x.response) {
                 if (!x.keep_alive || !keep_alive_) channel_.close();
                 return std::move(*x.response);
@@ -243,8 +570,8 @@ public:
     }
 
 private:
-    Channel<unix_socket>::Connect connectStep() {
-        return [this](Channel<unix_socket>::Stream& stream, std::string& stage,
+    Channel<UnixStream>::Connect connectStep() {
+        return [this](UnixStream& stream, std::string& stage,
                       std::function<void(beast::error_code)> done) {
             stage = "connect";
             stream.async_connect(endpoint_, std::move(done));
@@ -254,42 +581,75 @@ private:
     std::filesystem::path socket_;
     unix_socket::endpoint endpoint_;
     bool keep_alive_;
-    Channel<unix_socket> channel_;
+    Channel<UnixStream> channel_;
 };
 
 }  // namespace
 
 Result<Response> request(const std::string& method, const std::string& url, const std::string& body,
                          const ClientOptions& options) {
-    auto parsed = boost::urls::parse_uri(url);
-    if (!parsed || parsed->scheme() != "http" || !parsed->has_authority()) {
-        return fail(SharedErrc::kInvalidArgument, fmt::format("'{}' is not an http:// URL", url));
-    }
-    const std::string host(parsed->host());
-    const std::string port = parsed->has_port() ? std::string(parsed->port()) : "80";
-    std::string target(parsed->encoded_path());
-    if (target.empty()) target = "/";
-    if (parsed->has_query()) target += "?" + std::string(parsed->encoded_query());
-
+    auto parsed = parseUrl(url, /*allow_http=*/true, /*allow_https=*/false);
+    if (!parsed) return fail(std::move(parsed.error()));
     const std::string what = fmt::format("{} {}", method, url);
-    auto message = makeMessage(method, target, host, body, /*keep_alive=*/false);
+    auto message =
+        makeMessage(method, parsed->target, parsed->host_header, body, /*keep_alive=*/false);
     if (!message) return fail(std::move(message.error()).wrap(what));
 
-    Channel<tcp> channel(options);
+    Channel<TcpStream> channel(options);
     tcp::resolver resolver(channel.context());
-    auto exchange = channel.run(&*message, [&](Channel<tcp>::Stream& stream, std::string& stage,
-                                               std::function<void(beast::error_code)> done) {
-        stage = "resolve";
-        resolver.async_resolve(
-            host, port,
-            [&stream, &stage, done](beast::error_code ec, tcp::resolver::results_type endpoints) {
-                if (ec) return done(ec);
-                stage = "connect";
-                stream.async_connect(
-                    endpoints, [done](beast::error_code ec2, const tcp::endpoint&) { done(ec2); });
-            });
-    });
+    return toResult(channel.run(&*message, tcpConnect<TcpStream>(resolver, *parsed)), what);
+}
+
+Result<Response> requestTls(const std::string& method, const std::string& url,
+                            const Headers& headers, const std::string& body,
+                            const TlsClientOptions& tls, const ClientOptions& options) {
+    auto parsed = parseUrl(url, /*allow_http=*/false, /*allow_https=*/true);
+    if (!parsed) return fail(std::move(parsed.error()));
+    const std::string what = fmt::format("{} {}", method, url);
+    auto message = makeMessage(method, parsed->target, parsed->host_header, body,
+                               /*keep_alive=*/false, headers);
+    if (!message) return fail(std::move(message.error()).wrap(what));
+    auto context = tls::clientContext(tls);
+    if (!context) return fail(std::move(context.error()).wrap(what));
+    auto channel = tlsChannel(**context, *parsed, options);
+    if (!channel) return fail(std::move(channel.error()).wrap(what));
+    tcp::resolver resolver((*channel)->context());
+    auto exchange = (*channel)->run(&*message, tcpConnect<TlsStream>(resolver, *parsed));
+    explainHandshake(exchange, **channel);
     return toResult(std::move(exchange), what);
+}
+
+Result<StreamResult> downloadTo(const std::string& url, const Headers& headers,
+                                const TlsClientOptions* tls, const ClientOptions& options,
+                                const BodySink& sink, std::uint64_t max_body,
+                                const HeadCheck& on_head) {
+    auto parsed = parseUrl(url, /*allow_http=*/true, /*allow_https=*/true);
+    if (!parsed) return fail(std::move(parsed.error()));
+    const std::string what = fmt::format("GET {}", url);
+    if (!sink) return fail(SharedErrc::kInvalidArgument, what + ": no sink");
+    auto message =
+        makeMessage("GET", parsed->target, parsed->host_header, {}, /*keep_alive=*/false, headers);
+    if (!message) return fail(std::move(message.error()).wrap(what));
+    if (!parsed->https) {
+        Channel<TcpStream> channel(options);
+        tcp::resolver resolver(channel.context());
+        return toStreamResult(
+            channel.runStreaming(*message, tcpConnect<TcpStream>(resolver, *parsed), on_head, sink,
+                                 max_body),
+            what);
+    }
+    if (tls == nullptr) {
+        return fail(SharedErrc::kInvalidArgument, what + ": an https:// URL needs TLS options");
+    }
+    auto context = tls::clientContext(*tls);
+    if (!context) return fail(std::move(context.error()).wrap(what));
+    auto channel = tlsChannel(**context, *parsed, options);
+    if (!channel) return fail(std::move(channel.error()).wrap(what));
+    tcp::resolver resolver((*channel)->context());
+    auto exchange = (*channel)->runStreaming(*message, tcpConnect<TlsStream>(resolver, *parsed),
+                                             on_head, sink, max_body);
+    explainHandshake(exchange, **channel);
+    return toStreamResult(std::move(exchange), what);
 }
 
 Result<Response> requestUnix(const std::filesystem::path& socket, const std::string& method,

@@ -12,12 +12,16 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/url/parse.hpp>
 #include <cerrno>
 #include <cstring>
 #include <optional>
+#include <type_traits>
+#include <vector>
 
 #include "shared/core/log.hpp"
+#include "shared/http/beast/tls_context.hpp"
 #include "shared/loop/asio/asio_event_loop.hpp"
 
 namespace edge::http {
@@ -26,17 +30,23 @@ namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using tcp = boost::asio::ip::tcp;
 using unix_socket = boost::asio::local::stream_protocol;
+using TcpStream = beast::basic_stream<tcp>;
+using TlsStream = beast::ssl_stream<TcpStream>;
 
 struct BeastHttpServer::State {
     State(boost::asio::io_context& io_context, Handler h, ServerOptions o)
         : io(io_context),
           tcp_acceptor(io_context),
+          tls_acceptor(io_context),
           unix_acceptor(io_context),
           handler(std::move(h)),
           options(o) {}
     boost::asio::io_context& io;
     tcp::acceptor tcp_acceptor;
+    tcp::acceptor tls_acceptor;
     unix_socket::acceptor unix_acceptor;
+    std::shared_ptr<tls::Context> tls_context;  // set by listenTls
+    std::chrono::milliseconds handshake_timeout{10000};
     /// The socket file listenUnix created, identified by device and inode so that stop() never
     /// removes a file someone else put there since.
     struct SocketFile {
@@ -55,7 +65,36 @@ namespace {
 
 using State = BeastHttpServer::State;
 
-Request toRequest(const bhttp::request<bhttp::string_body>& req) {
+bool isToken(std::string_view s) {
+    constexpr std::string_view kSymbols = "!#$%&'*+-.^_`|~";
+    return !s.empty() && std::ranges::all_of(s, [&](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               kSymbols.find(c) != std::string_view::npos;
+    });
+}
+
+/// Whether a handler's extra header field may be sent: a valid field the server does not set
+/// itself.
+bool sendableHeader(const std::string& name, const std::string& value) {
+    if (!isToken(name)) return false;
+    if (std::ranges::any_of(value, [](char c) {
+            return (static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f;
+        })) {
+        return false;
+    }
+    switch (bhttp::string_to_field(name)) {
+        case bhttp::field::content_length:
+        case bhttp::field::content_type:
+        case bhttp::field::transfer_encoding:
+        case bhttp::field::connection:
+        case bhttp::field::server:
+            return false;
+        default:
+            return true;
+    }
+}
+
+Request toRequest(const bhttp::request<bhttp::string_body>& req, const std::string& peer_cn) {
     Request out;
     out.method = std::string(req.method_string());
     out.body = req.body();
@@ -66,25 +105,108 @@ Request toRequest(const bhttp::request<bhttp::string_body>& req) {
     } else {
         out.path = std::string(req.target());
     }
+    for (const auto& field : req) {
+        out.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+    }
+    out.peer_cn = peer_cn;
     return out;
 }
 
-/// One connection, any stream protocol (TCP, Unix): reads requests one at a time, each within
-/// request_timeout, until the peer or a response ends the connection.
-template <class Protocol>
-class Session : public std::enable_shared_from_this<Session<Protocol>> {
-public:
-    Session(typename Protocol::socket socket, std::shared_ptr<State> state)
-        : stream_(std::move(socket)), state_(std::move(state)) {}
+/// A body streamed from a FileBody with pread, one chunk at a time.
+struct FileRangeBody {
+    using value_type = std::shared_ptr<FileBody>;
 
-    void start() { readRequest(); }
+    static std::uint64_t size(const value_type& body) { return body ? body->length() : 0; }
+
+    class writer {
+    public:
+        using const_buffers_type = boost::asio::const_buffer;
+
+        template <bool isRequest, class Fields>
+        writer(const bhttp::header<isRequest, Fields>&, const value_type& body) : body_(body) {}
+
+        void init(beast::error_code& ec) { ec = {}; }
+
+        boost::optional<std::pair<const_buffers_type, bool>> get(beast::error_code& ec) {
+            ec = {};
+            const std::uint64_t length = size(body_);
+            if (sent_ >= length) return boost::none;
+            buffer_.resize(kChunk);
+            const auto want =
+                static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, length - sent_));
+            ssize_t n = 0;
+            do {
+                n = ::pread(body_->fd(), buffer_.data(), want,
+                            static_cast<off_t>(body_->offset() + sent_));
+            } while (n < 0 && errno == EINTR);
+            if (n < 0) {
+                ec.assign(errno, boost::system::generic_category());
+                return boost::none;
+            }
+            if (n == 0) {  // the file shrank under us: end the connection mid-body
+                ec = boost::asio::error::eof;
+                return boost::none;
+            }
+            sent_ += static_cast<std::uint64_t>(n);
+            return std::make_pair(const_buffers_type(buffer_.data(), static_cast<std::size_t>(n)),
+                                  sent_ < length);
+        }
+
+    private:
+        static constexpr std::size_t kChunk = 256u << 10;
+        const value_type& body_;
+        std::uint64_t sent_ = 0;
+        std::vector<char> buffer_;
+    };
+};
+
+template <class Stream>
+constexpr bool kIsTls = std::is_same_v<Stream, TlsStream>;
+
+/// One connection, any stream (TCP, Unix, TLS over TCP): (TLS: handshakes within
+/// handshake_timeout first, then) reads requests one at a time, each within request_timeout,
+/// until the peer or a response ends the connection.
+template <class Stream>
+class Session : public std::enable_shared_from_this<Session<Stream>> {
+public:
+    template <class... Args>
+    explicit Session(std::shared_ptr<State> state, Args&&... stream_args)
+        : stream_(std::forward<Args>(stream_args)...), state_(std::move(state)) {}
+
+    void start() {
+        if constexpr (kIsTls<Stream>) {
+            beast::error_code ignored;
+            peer_address_ = beast::get_lowest_layer(stream_)
+                                .socket()
+                                .remote_endpoint(ignored)
+                                .address()
+                                .to_string();
+            beast::get_lowest_layer(stream_).expires_after(state_->handshake_timeout);
+            stream_.async_handshake(
+                boost::asio::ssl::stream_base::server,
+                [self = this->shared_from_this()](beast::error_code ec) { self->onHandshake(ec); });
+        } else {
+            readRequest();
+        }
+    }
 
 private:
+    void onHandshake(beast::error_code ec) {
+        if constexpr (kIsTls<Stream>) {
+            if (ec) {
+                log::info("tls handshake from {} failed: {}", peer_address_, ec.message());
+                return closeSocket();
+            }
+            peer_cn_ = tls::peerCommonName(stream_.native_handle());
+            readRequest();
+        }
+    }
+
     void readRequest() {
         parser_.emplace();
         parser_->body_limit(state_->options.max_body_bytes);
         parser_->header_limit(16 * 1024);
-        stream_.expires_after(state_->options.request_timeout);
+        beast::get_lowest_layer(stream_).expires_after(state_->options.request_timeout);
         bhttp::async_read(stream_, buffer_, *parser_,
                           [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
                               self->onRead(ec);
@@ -97,16 +219,22 @@ private:
             ec == boost::asio::error::connection_reset) {
             return close();
         }
-        if (ec == bhttp::error::body_limit) {
-            return send(errorResponse(413, "request body is larger than the limit"), false);
+        if (kIsTls<Stream> && (ec == boost::asio::ssl::error::stream_truncated ||
+                               ec.category() == boost::asio::error::get_ssl_category())) {
+            return closeSocket();  // the TLS layer is broken: no response can get through
         }
-        if (ec)
-            return send(errorResponse(400, fmt::format("bad request: {}", ec.message())), false);
+        if (ec == bhttp::error::body_limit) {
+            return send(errorResponse(413, "request body is larger than the limit"), false, false);
+        }
+        if (ec) {
+            return send(errorResponse(400, fmt::format("bad request: {}", ec.message())), false,
+                        false);
+        }
         if (state_->stopped) return close();
         const auto& req = parser_->get();
         Response response;
         try {
-            response = state_->handler(toRequest(req));
+            response = state_->handler(toRequest(req, peer_cn_));
         } catch (const std::exception& e) {
             log::error("http handler failed: {}", e.what());
             response = errorResponse(500, "internal error");
@@ -114,58 +242,140 @@ private:
             log::error("http handler failed with a non-standard exception");
             response = errorResponse(500, "internal error");
         }
-        send(std::move(response), req.keep_alive());
+        send(std::move(response), req.keep_alive(), req.method() == bhttp::verb::head);
     }
 
-    void send(Response response, bool keep_alive) {
+    /// head: a response to HEAD, with the fields (Content-Length included) but not the body.
+    void send(Response response, bool keep_alive, bool head) {
+        const auto fill = [&](auto& res) {
+            res.result(static_cast<unsigned>(response.status));
+            res.version(11);
+            res.set(bhttp::field::server, "edge");
+            res.set(bhttp::field::content_type, response.content_type);
+            for (const auto& [name, value] : response.headers) {
+                if (sendableHeader(name, value)) {
+                    res.insert(name, value);
+                } else {
+                    log::warn("http: dropped response header '{}'", name);
+                }
+            }
+            res.keep_alive(keep_alive);
+        };
+        if (head) {
+            auto res = std::make_shared<bhttp::response<bhttp::empty_body>>();
+            fill(*res);
+            res->content_length(response.file ? response.file->length() : response.body.size());
+            return write(std::move(res), keep_alive);
+        }
+        if (response.file) {
+            auto res = std::make_shared<bhttp::response<FileRangeBody>>();
+            fill(*res);
+            res->body() = std::move(response.file);
+            res->prepare_payload();
+            return write(std::move(res), keep_alive);
+        }
         auto res = std::make_shared<bhttp::response<bhttp::string_body>>();
-        res->result(static_cast<unsigned>(response.status));
-        res->version(11);
-        res->set(bhttp::field::server, "edge");
-        res->set(bhttp::field::content_type, response.content_type);
-        res->keep_alive(keep_alive);
+        fill(*res);
         res->body() = std::move(response.body);
         res->prepare_payload();
-        bhttp::async_write(
-            stream_, *res,
-            [self = this->shared_from_this(), res, keep_alive](beast::error_code ec, std::size_t) {
-                if (ec || !keep_alive) return self->close();
+        write(std::move(res), keep_alive);
+    }
+
+    template <class Body>
+    void write(std::shared_ptr<bhttp::response<Body>> res, bool keep_alive) {
+        // A large body may take longer than one request_timeout: the deadline restarts with
+        // each chunk sent, so only a stalled peer is cut off.
+        beast::get_lowest_layer(stream_).expires_after(state_->options.request_timeout);
+        auto& message = *res;
+        if constexpr (std::is_same_v<Body, FileRangeBody>) {
+            auto serializer = std::make_shared<bhttp::response_serializer<Body>>(message);
+            writeSome(std::move(res), std::move(serializer), keep_alive);
+        } else {
+            bhttp::async_write(stream_, message,
+                               [self = this->shared_from_this(), res = std::move(res), keep_alive](
+                                   beast::error_code ec, std::size_t) {
+                                   if (ec || !keep_alive) return self->close();
+                                   self->readRequest();
+                               });
+        }
+    }
+
+    template <class Body>
+    void writeSome(std::shared_ptr<bhttp::response<Body>> res,
+                   std::shared_ptr<bhttp::response_serializer<Body>> serializer, bool keep_alive) {
+        beast::get_lowest_layer(stream_).expires_after(state_->options.request_timeout);
+        auto& sr = *serializer;
+        bhttp::async_write_some(
+            stream_, sr,
+            [self = this->shared_from_this(), res = std::move(res),
+             serializer = std::move(serializer),
+             keep_alive](beast::error_code ec, std::size_t) mutable {
+                if (ec) return self->closeSocket();  // mid-body: the client must see it cut
+                if (!serializer->is_done()) {
+                    return self->writeSome(std::move(res), std::move(serializer), keep_alive);
+                }
+                if (!keep_alive) return self->close();
                 self->readRequest();
             });
     }
 
+    /// Ends the connection after what was sent: TLS close_notify (bounded), then FIN.
     void close() {
-        beast::error_code ignored;
-        stream_.socket().shutdown(boost::asio::socket_base::shutdown_send, ignored);
+        if constexpr (kIsTls<Stream>) {
+            beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(2));
+            stream_.async_shutdown(
+                [self = this->shared_from_this()](beast::error_code) { self->closeSocket(); });
+        } else {
+            beast::error_code ignored;
+            stream_.socket().shutdown(boost::asio::socket_base::shutdown_send, ignored);
+        }
     }
 
-    beast::basic_stream<Protocol> stream_;
+    void closeSocket() {
+        beast::error_code ignored;
+        beast::get_lowest_layer(stream_).socket().shutdown(boost::asio::socket_base::shutdown_both,
+                                                           ignored);
+        beast::get_lowest_layer(stream_).close();
+    }
+
+    Stream stream_;
     beast::flat_buffer buffer_;
     std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
     std::shared_ptr<State> state_;
+    std::string peer_cn_;
+    std::string peer_address_;  // TLS only, for logs
 };
 
 /// The accept loop of one listener; the acceptor lives in state, which the handler keeps alive.
+/// Plain listeners serve HTTP on the socket, the TLS listener HTTPS.
 template <class Acceptor>
-void accept(const std::shared_ptr<State>& state, Acceptor& acceptor) {
+void accept(const std::shared_ptr<State>& state, Acceptor& acceptor, bool tls = false) {
     using Protocol = typename Acceptor::protocol_type;
-    acceptor.async_accept(
-        [state, &acceptor](beast::error_code ec, typename Protocol::socket socket) {
-            if (state->stopped) return;
-            if (ec) {
-                // Out of descriptors and the like: back off instead of spinning on the error.
-                log::warn("http accept failed: {}", ec.message());
-                auto timer = std::make_shared<boost::asio::steady_timer>(
-                    state->io, std::chrono::milliseconds(100));
-                timer->async_wait([state, &acceptor, timer](beast::error_code) {
-                    if (!state->stopped) accept(state, acceptor);
-                });
-                return;
+    acceptor.async_accept([state, &acceptor, tls](beast::error_code ec,
+                                                  typename Protocol::socket socket) {
+        if (state->stopped) return;
+        if (ec) {
+            // Out of descriptors and the like: back off instead of spinning on the error.
+            log::warn("http accept failed: {}", ec.message());
+            auto timer = std::make_shared<boost::asio::steady_timer>(
+                state->io, std::chrono::milliseconds(100));
+            timer->async_wait([state, &acceptor, timer, tls](beast::error_code) {
+                if (!state->stopped) accept(state, acceptor, tls);
+            });
+            return;
+        }
+        state->accepted.fetch_add(1, std::memory_order_relaxed);
+        if constexpr (std::is_same_v<Protocol, tcp>) {
+            if (tls) {
+                std::make_shared<Session<TlsStream>>(state, TcpStream(std::move(socket)),
+                                                     *state->tls_context)
+                    ->start();
+                return accept(state, acceptor, tls);
             }
-            state->accepted.fetch_add(1, std::memory_order_relaxed);
-            std::make_shared<Session<Protocol>>(std::move(socket), state)->start();
-            accept(state, acceptor);
-        });
+        }
+        std::make_shared<Session<beast::basic_stream<Protocol>>>(state, std::move(socket))->start();
+        accept(state, acceptor, tls);
+    });
 }
 
 /// Makes path free for a new socket: nothing there, or a socket nobody accepts on (left by a
@@ -211,13 +421,21 @@ BeastHttpServer::BeastHttpServer(AsioEventLoop& loop, Handler handler, ServerOpt
 
 BeastHttpServer::~BeastHttpServer() { stop(); }
 
-Result<int> BeastHttpServer::listen(const std::string& host, int port) {
-    if (state_->stopped) return fail(SharedErrc::kInvalidArgument, "listen: the server is stopped");
+namespace {
+
+/// Opens, binds and listens acceptor on host:port.
+Result<int> bindTcp(tcp::acceptor& acceptor, const std::string& host, int port) {
+    if (acceptor.is_open()) {
+        return fail(SharedErrc::kInvalidArgument,
+                    fmt::format("listen on {}:{}: this listener is already open", host, port));
+    }
     beast::error_code ec;
     const auto address = boost::asio::ip::make_address(host, ec);
     if (ec) return fail(SharedErrc::kInvalidArgument, fmt::format("bad listen address '{}'", host));
+    if (port < 0 || port > 65535) {
+        return fail(SharedErrc::kInvalidArgument, fmt::format("bad listen port {}", port));
+    }
     const tcp::endpoint endpoint(address, static_cast<unsigned short>(port));
-    auto& acceptor = state_->tcp_acceptor;
     acceptor.open(endpoint.protocol(), ec);
     if (!ec) acceptor.set_option(boost::asio::socket_base::reuse_address(true), ec);
     if (!ec) acceptor.bind(endpoint, ec);
@@ -228,8 +446,34 @@ Result<int> BeastHttpServer::listen(const std::string& host, int port) {
         return fail(SharedErrc::kHttp,
                     fmt::format("listen on {}:{}: {}", host, port, ec.message()));
     }
-    accept(state_, acceptor);
     return static_cast<int>(acceptor.local_endpoint().port());
+}
+
+}  // namespace
+
+Result<int> BeastHttpServer::listen(const std::string& host, int port) {
+    if (state_->stopped) return fail(SharedErrc::kInvalidArgument, "listen: the server is stopped");
+    auto bound = bindTcp(state_->tcp_acceptor, host, port);
+    if (bound) accept(state_, state_->tcp_acceptor);
+    return bound;
+}
+
+Result<int> BeastHttpServer::listenTls(const std::string& host, int port,
+                                       const TlsServerOptions& tls) {
+    const std::string where = fmt::format("listen with TLS on {}:{}", host, port);
+    if (state_->stopped) {
+        return fail(SharedErrc::kInvalidArgument, fmt::format("{}: the server is stopped", where));
+    }
+    if (state_->tls_acceptor.is_open()) {
+        return fail(SharedErrc::kInvalidArgument, fmt::format("{}: already listening", where));
+    }
+    auto context = tls::serverContext(tls);
+    if (!context) return fail(std::move(context.error()).wrap(where));
+    state_->tls_context = std::move(*context);
+    state_->handshake_timeout = tls.handshake_timeout;
+    auto bound = bindTcp(state_->tls_acceptor, host, port);
+    if (bound) accept(state_, state_->tls_acceptor, /*tls=*/true);
+    return bound;
 }
 
 Status BeastHttpServer::listenUnix(const std::filesystem::path& path, unsigned mode) {
@@ -293,6 +537,7 @@ void BeastHttpServer::stop() {
     state_->stopped = true;
     beast::error_code ignored;
     state_->tcp_acceptor.close(ignored);
+    state_->tls_acceptor.close(ignored);
     state_->unix_acceptor.close(ignored);
     if (const auto& file = state_->socket_file) {
         struct stat st {};

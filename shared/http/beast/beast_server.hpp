@@ -1,7 +1,9 @@
 #pragma once
 // HttpServer on Boost.Beast, sharing the program's io_context (handlers run on the loop thread).
-// One server may listen on a TCP port and on a Unix domain socket at once; every connection,
-// whatever its transport, gets the same handler, limits and timeouts.
+// One server may listen on a TCP port, a TLS port and a Unix domain socket at once; every
+// connection, whatever its transport, gets the same handler, limits and timeouts.
+// Responses to HEAD carry the fields (Content-Length included) but never a body. A Response with
+// a FileBody is streamed from the file; each chunk written gets a fresh request_timeout.
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -26,6 +28,15 @@ public:
     BeastHttpServer(AsioEventLoop& loop, Handler handler, ServerOptions options = {});
     ~BeastHttpServer() override;
     [[nodiscard]] Result<int> listen(const std::string& host, int port) override;
+
+    /// Listens for HTTPS with mutual TLS on host:port (0: any free port); returns the bound
+    /// port. Clients must present a certificate that chains to tls.client_ca (TLS 1.2+) and
+    /// finish the handshake within tls.handshake_timeout, else the connection is closed before
+    /// any request is read. The handler sees the certificate's CN in Request::peer_cn.
+    /// Unreadable or mismatched certificate/key files are kInvalidArgument. At most one TLS
+    /// listener per server.
+    [[nodiscard]] Result<int> listenTls(const std::string& host, int port,
+                                        const TlsServerOptions& tls);
 
     /// Listens on a Unix domain socket at path, with permissions mode (umask is not applied).
     /// A socket file already at path is replaced only when no server accepts on it any more

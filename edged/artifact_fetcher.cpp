@@ -1,0 +1,353 @@
+#include "edged/artifact_fetcher.hpp"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <vector>
+
+#include "security/crypto.hpp"
+
+namespace edge::edged {
+
+namespace {
+
+class FetchCategory final : public std::error_category {
+public:
+    const char* name() const noexcept override { return "edge.fetch"; }
+    std::string message(int c) const override {
+        switch (static_cast<FetchErrc>(c)) {
+            case FetchErrc::kInvalidArgument:
+                return "invalid argument";
+            case FetchErrc::kSize:
+                return "artifact size mismatch";
+            case FetchErrc::kDigest:
+                return "artifact digest mismatch";
+            case FetchErrc::kServer:
+                return "artifact server error";
+            case FetchErrc::kIo:
+                return "i/o error";
+            case FetchErrc::kBusy:
+                return "download already running";
+        }
+        return "unknown fetch error";
+    }
+};
+
+/// Flushes to disk about this often, and reports progress as often.
+constexpr std::size_t kFlushBytes = 1u << 20;
+
+std::unexpected<Error> ioError(std::string_view what, const std::filesystem::path& path,
+                               int err = errno) {
+    return fail(FetchErrc::kIo,
+                fmt::format("{} '{}': {}", what, path.string(), std::strerror(err)));
+}
+
+std::optional<std::uint64_t> parseNumber(std::string_view text) {
+    std::uint64_t value = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (text.empty() || ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+    return value;
+}
+
+struct ContentRange {
+    std::uint64_t first = 0;
+    std::uint64_t last = 0;
+    std::optional<std::uint64_t> total;  // "*": unknown
+};
+
+/// "bytes first-last/total".
+std::optional<ContentRange> parseContentRange(std::string_view text) {
+    constexpr std::string_view kUnit = "bytes ";
+    if (!text.starts_with(kUnit)) return std::nullopt;
+    text.remove_prefix(kUnit.size());
+    const auto dash = text.find('-');
+    const auto slash = text.find('/');
+    if (dash == std::string_view::npos || slash == std::string_view::npos || slash < dash) {
+        return std::nullopt;
+    }
+    ContentRange out;
+    const auto first = parseNumber(text.substr(0, dash));
+    const auto last = parseNumber(text.substr(dash + 1, slash - dash - 1));
+    if (!first || !last || *last < *first) return std::nullopt;
+    out.first = *first;
+    out.last = *last;
+    const auto total_text = text.substr(slash + 1);
+    if (total_text != "*") {
+        out.total = parseNumber(total_text);
+        if (!out.total) return std::nullopt;
+    }
+    return out;
+}
+
+bool isDigest(std::string_view text) {
+    return text.size() == 64 && std::ranges::all_of(text, [](char c) {
+               return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+           });
+}
+
+/// The partial file: an open, locked descriptor with the running hash of its content.
+class PartFile {
+public:
+    PartFile(std::filesystem::path path, std::uint64_t expected_size)
+        : path_(std::move(path)), expected_size_(expected_size) {}
+    ~PartFile() {
+        if (fd_ >= 0) ::close(fd_);
+    }
+    PartFile(const PartFile&) = delete;
+    PartFile& operator=(const PartFile&) = delete;
+
+    /// Opens (creating) and locks the file, then hashes what an earlier run left in it.
+    Status open() {
+        fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (fd_ < 0) return ioError("open", path_);
+        if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+            if (errno == EWOULDBLOCK) {
+                return fail(
+                    FetchErrc::kBusy,
+                    fmt::format("'{}' is being downloaded by someone else", path_.string()));
+            }
+            return ioError("lock", path_);
+        }
+        struct stat st {};
+        if (::fstat(fd_, &st) != 0) return ioError("stat", path_);
+        if (!S_ISREG(st.st_mode)) {
+            return fail(FetchErrc::kIo, fmt::format("'{}' is not a regular file", path_.string()));
+        }
+        const auto size = static_cast<std::uint64_t>(st.st_size);
+        if (size > expected_size_) return restart();  // not ours, or from an older version
+        std::vector<char> buffer(kFlushBytes);
+        while (flushed_ < size) {
+            const auto want =
+                static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), size - flushed_));
+            const auto n = ::pread(fd_, buffer.data(), want, static_cast<off_t>(flushed_));
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) return ioError("read", path_);
+            if (n == 0) break;  // shrank under us: continue from what is there
+            hasher_.update(std::string_view(buffer.data(), static_cast<std::size_t>(n)));
+            flushed_ += static_cast<std::uint64_t>(n);
+        }
+        if (flushed_ != size && ::ftruncate(fd_, static_cast<off_t>(flushed_)) != 0) {
+            return ioError("truncate", path_);
+        }
+        return {};
+    }
+
+    /// Bytes in hand: on disk plus buffered.
+    [[nodiscard]] std::uint64_t size() const { return flushed_ + pending_.size(); }
+
+    /// Drops everything: the next byte is byte 0 of the artifact.
+    Status restart() {
+        pending_.clear();
+        flushed_ = 0;
+        hasher_ = security::Sha256Hasher();
+        if (::ftruncate(fd_, 0) != 0) return ioError("truncate", path_);
+        return {};
+    }
+
+    void append(std::string_view bytes) {
+        hasher_.update(bytes);
+        pending_.append(bytes);
+    }
+    [[nodiscard]] bool shouldFlush() const { return pending_.size() >= kFlushBytes; }
+
+    Status flush() {
+        std::string_view data = pending_;
+        while (!data.empty()) {
+            const auto n = ::pwrite(fd_, data.data(), data.size(), static_cast<off_t>(flushed_));
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) return ioError("write", path_);
+            data.remove_prefix(static_cast<std::size_t>(n));
+            flushed_ += static_cast<std::uint64_t>(n);
+        }
+        pending_.clear();
+        return {};
+    }
+
+    /// Flushes, fsyncs and returns the hex digest of the content.
+    Result<std::string> finish() {
+        if (auto ok = flush(); !ok) return fail(std::move(ok.error()));
+        if (::fsync(fd_) != 0) return ioError("fsync", path_);
+        return hasher_.finishHex();
+    }
+
+private:
+    std::filesystem::path path_;
+    std::uint64_t expected_size_;
+    int fd_ = -1;
+    std::uint64_t flushed_ = 0;
+    std::string pending_;
+    security::Sha256Hasher hasher_;
+};
+
+Status fsyncDirectory(const std::filesystem::path& dir) {
+    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return ioError("open directory", dir);
+    const int rc = ::fsync(fd);
+    const int err = errno;
+    ::close(fd);
+    if (rc != 0) return ioError("fsync directory", dir, err);
+    return {};
+}
+
+/// Checks a 2xx head against what the part file needs next; may restart the part file (a 200
+/// to a range request). Errors are final (no retry).
+Status acceptHead(const http::StreamResult& head, PartFile& part, std::uint64_t expected_size) {
+    const auto length_field = http::findHeader(head.headers, "Content-Length");
+    const auto length = length_field ? parseNumber(*length_field) : std::nullopt;
+    if (head.status == 200) {
+        if (part.size() != 0) {
+            if (auto ok = part.restart(); !ok) return ok;
+        }
+    } else if (head.status == 206) {
+        const auto field = http::findHeader(head.headers, "Content-Range");
+        const auto range = field ? parseContentRange(*field) : std::nullopt;
+        if (!range) {
+            return fail(FetchErrc::kServer,
+                        fmt::format("206 with a bad Content-Range '{}'", field.value_or("")));
+        }
+        if (range->first != part.size()) {
+            return fail(FetchErrc::kServer,
+                        fmt::format("asked for bytes from {}, the server sent from {}", part.size(),
+                                    range->first));
+        }
+        if ((range->total && *range->total != expected_size) || range->last >= expected_size) {
+            return fail(FetchErrc::kSize,
+                        fmt::format("the server has '{}', the artifact should have {} bytes",
+                                    *field, expected_size));
+        }
+    } else {
+        return fail(FetchErrc::kServer, fmt::format("unexpected status {}", head.status));
+    }
+    if (length_field && (!length || *length != expected_size - part.size())) {
+        return fail(FetchErrc::kSize,
+                    fmt::format("the server declares {} bytes from offset {}, the artifact "
+                                "has {} bytes",
+                                *length_field, part.size(), expected_size));
+    }
+    return {};
+}
+
+}  // namespace
+
+const std::error_category& fetchCategory() noexcept {
+    static const FetchCategory category;
+    return category;
+}
+
+std::error_code make_error_code(FetchErrc e) noexcept {
+    return {static_cast<int>(e), fetchCategory()};
+}
+
+Status fetchArtifact(const std::string& url, std::string_view expected_sha256,
+                     std::uint64_t expected_size, const std::filesystem::path& dest,
+                     const http::TlsClientOptions* tls, const FetchProgressFn& progress,
+                     const FetchOptions& options) {
+    const std::string what = fmt::format("fetch {} into '{}'", url, dest.string());
+    const auto failed = [&](Error err) { return fail(std::move(err).wrap(what)); };
+    if (!isDigest(expected_sha256)) {
+        return fail(FetchErrc::kInvalidArgument,
+                    fmt::format("{}: the expected sha256 '{}' is not 64 lowercase hex", what,
+                                expected_sha256));
+    }
+    if (dest.empty() || !dest.has_filename()) {
+        return fail(FetchErrc::kInvalidArgument, fmt::format("{}: no destination file", what));
+    }
+    const std::filesystem::path part_path = dest.string() + ".part";
+    PartFile part(part_path, expected_size);
+    if (auto ok = part.open(); !ok) return failed(std::move(ok.error()));
+
+    const std::uint64_t resumed_from = part.size();
+    const auto report = [&] {
+        if (progress) progress(FetchProgress{part.size(), expected_size, resumed_from});
+    };
+    report();
+
+    for (int attempt = 1; part.size() < expected_size; ++attempt) {
+        const std::uint64_t start = part.size();
+        http::Headers headers;
+        if (start > 0) headers.emplace_back("Range", fmt::format("bytes={}-", start));
+        std::optional<Error> own_error;  // from acceptHead or the sink: final, never retried
+        const auto on_head = [&](const http::StreamResult& head) -> Status {
+            if (auto ok = acceptHead(head, part, expected_size); !ok) {
+                own_error = ok.error();
+                return ok;
+            }
+            return {};
+        };
+        const auto sink = [&](std::string_view chunk) -> Status {
+            const std::uint64_t room = expected_size - part.size();
+            const bool over = chunk.size() > room;
+            part.append(over ? chunk.substr(0, static_cast<std::size_t>(room)) : chunk);
+            if (over) {
+                own_error = Error(FetchErrc::kSize,
+                                  fmt::format("the server sent more than the declared {} bytes; "
+                                              "cut off",
+                                              expected_size));
+                return fail(*own_error);
+            }
+            if (part.shouldFlush()) {
+                if (auto ok = part.flush(); !ok) {
+                    own_error = ok.error();
+                    return ok;
+                }
+                report();
+            }
+            return {};
+        };
+        // The transport limit is the whole size (a 200 restart needs it) plus one byte, so that
+        // the sink sees a body that goes on and cuts it at the exact end itself.
+        const std::uint64_t max_body = expected_size + (expected_size < UINT64_MAX ? 1 : 0);
+        auto result = http::downloadTo(url, headers, tls, options.client, sink, max_body, on_head);
+        // What arrived is a prefix of the artifact as far as anyone knows: keep it for resume.
+        if (auto ok = part.flush(); !ok && !own_error) own_error = ok.error();
+        report();
+        if (own_error) return failed(std::move(*own_error));
+        if (result && result->status == 416 && start > 0) {
+            // The server's file ends before our .part does: not the same artifact. Start over.
+            if (auto ok = part.restart(); !ok) return failed(std::move(ok.error()));
+        } else if (result && (result->status < 200 || result->status >= 300)) {
+            return failed(
+                Error(FetchErrc::kServer, fmt::format("the server answered {}: {}", result->status,
+                                                      result->error_body.substr(0, 512))));
+        } else if (result && part.size() < expected_size) {
+            result = fail(FetchErrc::kSize, fmt::format("the body ended after {} of {} bytes",
+                                                        part.size(), expected_size));
+        }
+        if (!result) {
+            const bool progressed = part.size() > start;
+            if (!progressed || attempt >= options.max_attempts) {
+                return failed(
+                    std::move(result.error())
+                        .wrap(fmt::format("{} of {} bytes in hand", part.size(), expected_size)));
+            }
+        } else if (attempt >= options.max_attempts && part.size() < expected_size) {
+            return failed(Error(FetchErrc::kServer, "the server kept restarting the download"));
+        }
+    }
+
+    auto digest = part.finish();
+    if (!digest) return failed(std::move(digest.error()));
+    if (*digest != expected_sha256) {
+        ::unlink(part_path.c_str());
+        return failed(Error(FetchErrc::kDigest,
+                            fmt::format("the {} bytes downloaded have sha256 {}, expected {}; "
+                                        "the partial file was removed",
+                                        expected_size, *digest, expected_sha256)));
+    }
+    if (::rename(part_path.c_str(), dest.c_str()) != 0) {
+        return failed(ioError("rename to", dest).error());
+    }
+    const auto dir = dest.has_parent_path() ? dest.parent_path() : std::filesystem::path(".");
+    if (auto ok = fsyncDirectory(dir); !ok) return failed(std::move(ok.error()));
+    report();
+    return {};
+}
+
+}  // namespace edge::edged

@@ -1,0 +1,99 @@
+#pragma once
+// Downloading artifacts (firmware images, models) from the control plane's artifact store
+// (GET /v1/artifacts/<sha256>, HTTPS with a client certificate): resumable, bounded by the
+// declared size, verified before anything may use the file.
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+#include "shared/core/error.hpp"
+#include "shared/http/http.hpp"
+
+namespace edge::edged {
+
+/// Errors of artifact downloads (transport failures keep their SharedErrc kHttp / kTimeout).
+enum class FetchErrc {
+    kInvalidArgument = 1,  // bad digest text, empty destination
+    kSize,                 // the server sent or declared more or fewer bytes than expected
+    kDigest,               // the downloaded bytes do not have the expected SHA-256
+    kServer,               // an error status or a response that breaks the protocol
+    kIo,                   // reading or writing the partial file or the destination failed
+    kBusy,                 // another download of the same destination is running
+};
+const std::error_category& fetchCategory() noexcept;
+std::error_code make_error_code(FetchErrc e) noexcept;
+
+struct FetchProgress {
+    std::uint64_t done = 0;          // bytes of the artifact in hand (on disk or about to be)
+    std::uint64_t total = 0;         // the declared size
+    std::uint64_t resumed_from = 0;  // bytes already in the partial file when this call began
+};
+/// Called on the fetching thread: once at the start, then about every MiB, then at the end.
+/// Rate = (done - resumed_from) / elapsed; ETA = (total - done) / rate.
+using FetchProgressFn = std::function<void(const FetchProgress&)>;
+
+struct FetchOptions {
+    /// timeout: connecting and each wait for more bytes (an idle timeout, not a total).
+    http::ClientOptions client;
+    /// Connections per call. After a broken connection a new one resumes at once, but only if
+    /// the previous one brought new bytes; otherwise the call fails and the caller retries later.
+    int max_attempts = 5;
+};
+
+/// Downloads url into dest. Bytes go to dest + ".part" first; a .part left by an earlier call
+/// (a broken connection, a restart) is re-hashed and continued with "Range: bytes=<size>-"
+/// (a server that answers 200 instead restarts it from zero). At most expected_size bytes are
+/// ever written: a declared length that does not match, or a body that goes on (an endless
+/// stream), fails with kSize. Once expected_size bytes are in hand, the .part is fsynced, its
+/// SHA-256 compared with expected_sha256, and only then renamed to dest (and the directory
+/// fsynced). On a digest mismatch the .part is deleted (kDigest) and dest is untouched.
+/// A .part larger than expected_size is discarded. tls: for https:// URLs (CA, client cert).
+/// Blocking (network, disk, hashing): run it on a worker thread.
+[[nodiscard]] Status fetchArtifact(const std::string& url, std::string_view expected_sha256,
+                                   std::uint64_t expected_size, const std::filesystem::path& dest,
+                                   const http::TlsClientOptions* tls,
+                                   const FetchProgressFn& progress = {},
+                                   const FetchOptions& options = {});
+
+/// What a bundle manifest says about one artifact.
+struct ArtifactRef {
+    std::string url;
+    std::string sha256;
+    std::uint64_t size = 0;
+};
+
+/// Seam for the update flows: tests substitute a fake.
+class ArtifactFetcher {
+public:
+    virtual ~ArtifactFetcher() = default;
+    /// Contract of fetchArtifact(); blocking.
+    [[nodiscard]] virtual Status fetch(const ArtifactRef& artifact,
+                                       const std::filesystem::path& dest,
+                                       const FetchProgressFn& progress) = 0;
+};
+
+/// ArtifactFetcher over HTTP(S) with fetchArtifact(). Thread-safe (no mutable state).
+class HttpArtifactFetcher final : public ArtifactFetcher {
+public:
+    explicit HttpArtifactFetcher(std::optional<http::TlsClientOptions> tls,
+                                 FetchOptions options = {})
+        : tls_(std::move(tls)), options_(std::move(options)) {}
+    [[nodiscard]] Status fetch(const ArtifactRef& artifact, const std::filesystem::path& dest,
+                               const FetchProgressFn& progress) override {
+        return fetchArtifact(artifact.url, artifact.sha256, artifact.size, dest,
+                             tls_ ? &*tls_ : nullptr, progress, options_);
+    }
+
+private:
+    std::optional<http::TlsClientOptions> tls_;
+    FetchOptions options_;
+};
+
+}  // namespace edge::edged
+
+template <>
+struct std::is_error_code_enum<edge::edged::FetchErrc> : std::true_type {};

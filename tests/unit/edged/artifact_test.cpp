@@ -1,0 +1,571 @@
+// The control plane's artifact store and edged's artifact fetcher, against real servers on
+// loopback ports (a BeastHttpServer, with mutual TLS where it matters, and a raw socket server
+// that misbehaves on purpose) and real files.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <cctype>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include "controlplane/artifact_store.hpp"
+#include "edged/artifact_fetcher.hpp"
+#include "security/crypto.hpp"
+#include "shared/http/beast/beast_server.hpp"
+#include "shared/loop/asio/asio_event_loop.hpp"
+#include "tests/support/process.hpp"
+#include "tests/support/test_pki.hpp"
+#include "tests/support/temp_dir.hpp"
+
+using namespace edge;
+namespace fs = std::filesystem;
+using controlplane::ArtifactStore;
+using edged::FetchErrc;
+
+namespace {
+
+std::string pattern(std::size_t n, unsigned seed = 7) {
+    std::string out(n, '\0');
+    for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<char>((i * seed + i / 251) & 0xff);
+    return out;
+}
+
+using Pki = test::TestPki;
+
+/// An ArtifactStore behind a BeastHttpServer (plain and, with a Pki, mutual TLS); records the
+/// Range field and peer CN of each request.
+struct StoreRig {
+    ArtifactStore& store;
+    AsioEventLoop loop;
+    http::BeastHttpServer server;
+    std::mutex mutex;
+    std::vector<std::string> ranges;  // "" when a request had none
+    std::vector<std::string> peers;
+    std::atomic<bool> ignore_range{false};
+    int port = 0;
+    int tls_port = 0;
+    std::thread thread;
+
+    explicit StoreRig(ArtifactStore& s, const Pki* pki = nullptr)
+        : store(s), server(loop, [this](const http::Request& r) {
+              auto request = r;
+              {
+                  std::lock_guard lock(mutex);
+                  ranges.push_back(http::findHeader(r.headers, "Range").value_or(""));
+                  peers.push_back(r.peer_cn);
+              }
+              if (ignore_range) request.headers.clear();
+              return store.handle(request);
+          }) {
+        auto bound = server.listen("127.0.0.1", 0);
+        REQUIRE(bound);
+        port = *bound;
+        if (pki != nullptr) {
+            auto tls = server.listenTls("127.0.0.1", 0, pki->server());
+            REQUIRE(tls);
+            tls_port = *tls;
+        }
+        thread = std::thread([this] { loop.run(); });
+        std::promise<void> running;
+        loop.post([&] { running.set_value(); });
+        running.get_future().wait();
+    }
+    ~StoreRig() {
+        loop.post([this] { server.stop(); });
+        loop.stop();
+        thread.join();
+    }
+    std::string url(std::string_view digest) const {
+        return "http://127.0.0.1:" + std::to_string(port) + "/v1/artifacts/" + std::string(digest);
+    }
+    std::string httpsUrl(std::string_view digest) const {
+        return "https://127.0.0.1:" + std::to_string(tls_port) + "/v1/artifacts/" +
+               std::string(digest);
+    }
+    std::vector<std::string> seenRanges() {
+        std::lock_guard lock(mutex);
+        return ranges;
+    }
+};
+
+/// A raw TCP server on a loopback port: for each connection, reads the request head and hands
+/// it with the socket to serve(fd, head, index). Records every head.
+class RawServer {
+public:
+    using Serve = std::function<void(int fd, const std::string& head, int index)>;
+
+    explicit RawServer(Serve serve) : serve_(std::move(serve)) {
+        listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        REQUIRE(listen_fd_ >= 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof(addr);
+        REQUIRE(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+        REQUIRE(::listen(listen_fd_, 8) == 0);
+        REQUIRE(::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+        port_ = ntohs(addr.sin_port);
+        thread_ = std::thread([this] { run(); });
+    }
+    ~RawServer() {
+        stop_ = true;
+        thread_.join();
+        ::close(listen_fd_);
+    }
+    std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/artifact"; }
+    std::vector<std::string> heads() {
+        std::lock_guard lock(mutex_);
+        return heads_;
+    }
+
+    static bool sendAll(int fd, std::string_view data) {
+        while (!data.empty()) {
+            const auto n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+            if (n <= 0) return false;
+            data.remove_prefix(static_cast<std::size_t>(n));
+        }
+        return true;
+    }
+    /// The N in "Range: bytes=N-", or 0.
+    static std::size_t rangeStart(const std::string& head) {
+        const auto at = head.find("Range: bytes=");
+        return at == std::string::npos ? 0 : std::stoul(head.substr(at + 13));
+    }
+
+private:
+    void run() {
+        for (int index = 0; !stop_;) {
+            pollfd pfd{listen_fd_, POLLIN, 0};
+            if (::poll(&pfd, 1, 50) <= 0) continue;
+            const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+            if (fd < 0) continue;
+            std::string head;
+            char buffer[4096];
+            while (head.find("\r\n\r\n") == std::string::npos) {
+                const auto n = ::recv(fd, buffer, sizeof(buffer), 0);
+                if (n <= 0) break;
+                head.append(buffer, static_cast<std::size_t>(n));
+            }
+            {
+                std::lock_guard lock(mutex_);
+                heads_.push_back(head);
+            }
+            serve_(fd, head, index++);
+            ::shutdown(fd, SHUT_RDWR);
+            ::close(fd);
+        }
+    }
+
+    Serve serve_;
+    int listen_fd_ = -1;
+    int port_ = 0;
+    std::atomic<bool> stop_{false};
+    std::mutex mutex_;
+    std::vector<std::string> heads_;
+    std::thread thread_;
+};
+
+/// Serves content like an artifact store would (200, or 206 for a Range), but the first
+/// `cut_connections` connections end after `cut_after` body bytes.
+RawServer::Serve breakingServer(const std::string& content, int cut_connections,
+                                std::size_t cut_after) {
+    return [&content, cut_connections, cut_after](int fd, const std::string& head, int index) {
+        const auto start = RawServer::rangeStart(head);
+        std::string reply;
+        if (start > 0) {
+            reply = "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes " +
+                    std::to_string(start) + "-" + std::to_string(content.size() - 1) + "/" +
+                    std::to_string(content.size()) + "\r\n";
+        } else {
+            reply = "HTTP/1.1 200 OK\r\n";
+        }
+        reply += "Content-Length: " + std::to_string(content.size() - start) +
+                 "\r\nConnection: close\r\n\r\n";
+        std::string_view body = std::string_view(content).substr(start);
+        if (index < cut_connections) body = body.substr(0, cut_after);
+        RawServer::sendAll(fd, reply);
+        RawServer::sendAll(fd, body);
+    };
+}
+
+http::Request get(std::string path, http::Headers headers = {}) {
+    http::Request r;
+    r.method = "GET";
+    r.path = std::move(path);
+    r.headers = std::move(headers);
+    return r;
+}
+
+/// The bytes a Response's FileBody stands for.
+std::string fileBytes(const http::Response& res) {
+    REQUIRE(res.file);
+    std::string out(res.file->length(), '\0');
+    REQUIRE(::pread(res.file->fd(), out.data(), out.size(),
+                    static_cast<off_t>(res.file->offset())) == static_cast<ssize_t>(out.size()));
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("ArtifactStore: add stores a file under its sha256, atomically and idempotently",
+          "[artifacts]") {
+    test::TempDir dir;
+    const std::string content = pattern(300000);
+    test::writeFile(dir / "image.bin", content);
+    ArtifactStore store(dir / "store");
+    auto digest = store.add(dir / "image.bin");
+    INFO((digest ? "" : digest.error().what()));
+    REQUIRE(digest);
+    CHECK(*digest == security::sha256Hex(content));
+    CHECK(test::readFile(dir / "store" / *digest) == content);
+    CHECK(store.contains(*digest));
+    auto again = store.add(dir / "image.bin");
+    REQUIRE(again);
+    CHECK(*again == *digest);
+    std::size_t files = 0;
+    for ([[maybe_unused]] const auto& entry : fs::directory_iterator(dir / "store")) ++files;
+    CHECK(files == 1);  // no temporary file left behind
+    auto missing = store.add(dir / "missing.bin");
+    REQUIRE_FALSE(missing);
+    CHECK_THAT(missing.error().what(), Catch::Contains("missing.bin"));
+}
+
+TEST_CASE("ArtifactStore: GET serves the whole file, Range serves a part, 416 past the end",
+          "[artifacts]") {
+    test::TempDir dir;
+    const std::string content = pattern(1000);
+    test::writeFile(dir / "a.bin", content);
+    ArtifactStore store(dir / "store");
+    const auto digest = *store.add(dir / "a.bin");
+    const std::string path = "/v1/artifacts/" + digest;
+
+    auto whole = store.handle(get(path));
+    CHECK(whole.status == 200);
+    CHECK(whole.content_type == "application/octet-stream");
+    CHECK(fileBytes(whole) == content);
+    CHECK(http::findHeader(whole.headers, "ETag") == "\"" + digest + "\"");
+    CHECK(http::findHeader(whole.headers, "Accept-Ranges") == "bytes");
+
+    auto from = store.handle(get(path, {{"Range", "bytes=990-"}}));
+    CHECK(from.status == 206);
+    CHECK(http::findHeader(from.headers, "Content-Range") == "bytes 990-999/1000");
+    CHECK(fileBytes(from) == content.substr(990));
+
+    auto span = store.handle(get(path, {{"range", "bytes=10-19"}}));
+    CHECK(span.status == 206);
+    CHECK(http::findHeader(span.headers, "Content-Range") == "bytes 10-19/1000");
+    CHECK(fileBytes(span) == content.substr(10, 10));
+
+    auto clamped = store.handle(get(path, {{"Range", "bytes=995-5000"}}));
+    CHECK(clamped.status == 206);
+    CHECK(fileBytes(clamped) == content.substr(995));
+
+    auto suffix = store.handle(get(path, {{"Range", "bytes=-4"}}));
+    CHECK(suffix.status == 206);
+    CHECK(fileBytes(suffix) == content.substr(996));
+
+    auto past = store.handle(get(path, {{"Range", "bytes=1000-"}}));
+    CHECK(past.status == 416);
+    CHECK(http::findHeader(past.headers, "Content-Range") == "bytes */1000");
+    CHECK_FALSE(past.file);
+
+    for (const char* ignored : {"bytes=5-2", "bytes=0-1,5-6", "items=0-1", "bytes=x-"}) {
+        INFO(ignored);
+        auto res = store.handle(get(path, {{"Range", ignored}}));
+        CHECK(res.status == 200);
+        CHECK(fileBytes(res) == content);
+    }
+}
+
+TEST_CASE("ArtifactStore: paths that are not exactly a digest are refused", "[artifacts]") {
+    test::TempDir dir;
+    test::writeFile(dir / "secret", "do not serve");
+    test::writeFile(dir / "a.bin", "artifact");
+    ArtifactStore store(dir / "store");
+    const auto digest = *store.add(dir / "a.bin");
+    std::string upper = digest;
+    for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+
+    for (const std::string& name :
+         {std::string("../secret"), std::string("abc"), upper, digest.substr(1), digest + "0",
+          digest + "/x", "../" + digest, std::string(""), std::string("%2e%2e/secret"),
+          std::string(64, 'g')}) {
+        INFO(name);
+        auto res = store.handle(get("/v1/artifacts/" + name));
+        CHECK(res.status == 400);
+        CHECK_FALSE(res.file);
+    }
+    CHECK(store.handle(get("/v1/artifacts/" + std::string(64, '0'))).status == 404);
+    CHECK(store.handle(get("/v1/other/" + digest)).status == 404);
+    auto post = get("/v1/artifacts/" + digest);
+    post.method = "POST";
+    CHECK(store.handle(post).status == 405);
+    auto head = get("/v1/artifacts/" + digest);
+    head.method = "HEAD";
+    CHECK(store.handle(head).status == 200);
+}
+
+TEST_CASE("ArtifactStore: a symlink in the store pointing outside is not followed", "[artifacts]") {
+    test::TempDir dir;
+    const std::string secret = "a file outside the store";
+    test::writeFile(dir / "secret", secret);
+    ArtifactStore store(dir / "store");
+    fs::create_directories(dir / "store");
+    const auto digest = security::sha256Hex(secret);
+    fs::create_symlink(dir / "secret", dir / "store" / digest);
+    auto res = store.handle(get("/v1/artifacts/" + digest));
+    CHECK(res.status == 404);
+    CHECK_FALSE(res.file);
+    CHECK_FALSE(store.contains(digest));
+
+    fs::create_directory(dir / "store" / std::string(64, 'a'));  // not a regular file either
+    CHECK(store.handle(get("/v1/artifacts/" + std::string(64, 'a'))).status == 404);
+}
+
+TEST_CASE("ArtifactStore over HTTP: GET, HEAD, Range and refused paths through the server",
+          "[artifacts]") {
+    test::TempDir dir;
+    const std::string content = pattern(3u << 20);
+    test::writeFile(dir / "a.bin", content);
+    ArtifactStore store(dir / "store");
+    const auto digest = *store.add(dir / "a.bin");
+    StoreRig rig(store);
+
+    auto whole = http::request("GET", rig.url(digest));
+    REQUIRE(whole);
+    CHECK(whole->status == 200);
+    CHECK(whole->body == content);
+
+    auto head = http::request("HEAD", rig.url(digest));
+    REQUIRE(head);
+    CHECK(head->status == 200);
+    CHECK(head->body.empty());
+    CHECK(http::findHeader(head->headers, "Content-Length") == std::to_string(content.size()));
+
+    std::string part;
+    auto ranged = http::downloadTo(
+        rig.url(digest), {{"Range", "bytes=100-199"}}, nullptr, {},
+        [&](std::string_view chunk) {
+            part.append(chunk);
+            return Status{};
+        },
+        1000);
+    REQUIRE(ranged);
+    CHECK(ranged->status == 206);
+    CHECK(http::findHeader(ranged->headers, "Content-Range") ==
+          "bytes 100-199/" + std::to_string(content.size()));
+    CHECK(part == content.substr(100, 100));
+
+    auto past = http::downloadTo(
+        rig.url(digest), {{"Range", "bytes=999999999-"}}, nullptr, {},
+        [](std::string_view) { return Status{}; }, 10);
+    REQUIRE(past);
+    CHECK(past->status == 416);
+
+    auto escape = http::request("GET", rig.url("..%2f..%2fsecret"));
+    REQUIRE(escape);
+    CHECK(escape->status == 400);
+}
+
+TEST_CASE("fetchArtifact: a full download over mutual TLS is verified and renamed into place",
+          "[artifacts][tls]") {
+    Pki pki;
+    test::TempDir dir;
+    const std::string content = pattern(2500000);
+    test::writeFile(dir / "model.bin", content);
+    ArtifactStore store(dir / "store");
+    const auto digest = *store.add(dir / "model.bin");
+    StoreRig rig(store, &pki);
+    const auto tls = pki.client();
+    std::vector<edged::FetchProgress> seen;
+    auto ok = edged::fetchArtifact(rig.httpsUrl(digest), digest, content.size(), dir / "out.bin",
+                                   &tls, [&](const edged::FetchProgress& p) { seen.push_back(p); });
+    INFO((ok ? "" : ok.error().what()));
+    REQUIRE(ok);
+    CHECK(test::readFile(dir / "out.bin") == content);
+    CHECK_FALSE(fs::exists(dir / "out.bin.part"));
+    REQUIRE(seen.size() >= 3);
+    CHECK(seen.front().done == 0);
+    CHECK(seen.back().done == content.size());
+    CHECK(seen.back().total == content.size());
+    CHECK(std::is_sorted(seen.begin(), seen.end(),
+                         [](const auto& a, const auto& b) { return a.done < b.done; }));
+    CHECK(rig.peers.at(0) == "edge-1");
+}
+
+TEST_CASE("fetchArtifact: a broken connection is resumed with a Range request", "[artifacts]") {
+    test::TempDir dir;
+    const std::string content = pattern(200000);
+    const auto digest = security::sha256Hex(content);
+    const auto dest = dir / "out.bin";
+
+    SECTION("within one call") {
+        RawServer server(breakingServer(content, 2, 30000));
+        auto ok = edged::fetchArtifact(server.url(), digest, content.size(), dest, nullptr);
+        INFO((ok ? "" : ok.error().what()));
+        REQUIRE(ok);
+        CHECK(test::readFile(dest) == content);
+        const auto heads = server.heads();
+        REQUIRE(heads.size() == 3);
+        CHECK(heads[0].find("Range:") == std::string::npos);
+        CHECK_THAT(heads[1], Catch::Contains("Range: bytes=30000-"));
+        CHECK_THAT(heads[2], Catch::Contains("Range: bytes=60000-"));
+    }
+    SECTION("in a later call, from the .part the failed one left") {
+        RawServer server(breakingServer(content, 1, 50000));
+        edged::FetchOptions once;
+        once.max_attempts = 1;
+        auto first =
+            edged::fetchArtifact(server.url(), digest, content.size(), dest, nullptr, {}, once);
+        REQUIRE_FALSE(first);
+        CHECK(first.error().code() == SharedErrc::kHttp);
+        CHECK_THAT(first.error().what(), Catch::Contains("50000 of 200000 bytes"));
+        CHECK(fs::file_size(dir / "out.bin.part") == 50000);
+        CHECK_FALSE(fs::exists(dest));
+
+        std::uint64_t resumed_from = 0;
+        auto second = edged::fetchArtifact(
+            server.url(), digest, content.size(), dest, nullptr,
+            [&](const edged::FetchProgress& p) { resumed_from = p.resumed_from; }, once);
+        INFO((second ? "" : second.error().what()));
+        REQUIRE(second);
+        CHECK(resumed_from == 50000);
+        CHECK(test::readFile(dest) == content);
+        CHECK_THAT(server.heads().at(1), Catch::Contains("Range: bytes=50000-"));
+    }
+}
+
+TEST_CASE("fetchArtifact: an endless or oversized body is cut at the declared size",
+          "[artifacts]") {
+    test::TempDir dir;
+    const std::string content = pattern(100000);
+    const auto digest = security::sha256Hex(content);
+    const auto dest = dir / "out.bin";
+
+    SECTION("a close-delimited body that never ends") {
+        std::atomic<std::size_t> sent{0};
+        RawServer server([&](int fd, const std::string&, int) {
+            RawServer::sendAll(fd, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+            const std::string chunk = pattern(65536, 3);
+            while (sent < (256u << 20) && RawServer::sendAll(fd, chunk)) sent += chunk.size();
+        });
+        auto res = edged::fetchArtifact(server.url(), digest, content.size(), dest, nullptr);
+        REQUIRE_FALSE(res);
+        CHECK(res.error().code() == FetchErrc::kSize);
+        CHECK_THAT(res.error().what(), Catch::Contains("more than the declared 100000 bytes"));
+        CHECK(fs::file_size(dir / "out.bin.part") <= content.size());
+        CHECK_FALSE(fs::exists(dest));
+        CHECK(sent < (256u << 20));  // the client hung up instead of draining the stream
+    }
+    SECTION("a declared Content-Length over the size fails before any byte is written") {
+        RawServer server([&](int fd, const std::string&, int) {
+            RawServer::sendAll(fd, "HTTP/1.1 200 OK\r\nContent-Length: 100001\r\n\r\n");
+            RawServer::sendAll(fd, content + "x");
+        });
+        auto res = edged::fetchArtifact(server.url(), digest, content.size(), dest, nullptr);
+        REQUIRE_FALSE(res);
+        CHECK(res.error().code() == FetchErrc::kSize);
+        CHECK(fs::file_size(dir / "out.bin.part") == 0);
+    }
+    SECTION("a chunked body longer than declared") {
+        RawServer server([&](int fd, const std::string&, int) {
+            RawServer::sendAll(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+            for (int i = 0; i < 4; ++i) {
+                RawServer::sendAll(fd, "8000\r\n" + pattern(0x8000) + "\r\n");
+            }
+            RawServer::sendAll(fd, "0\r\n\r\n");
+        });
+        auto res = edged::fetchArtifact(server.url(), digest, content.size(), dest, nullptr);
+        REQUIRE_FALSE(res);
+        CHECK(res.error().code() == FetchErrc::kSize);
+        CHECK(fs::file_size(dir / "out.bin.part") <= content.size());
+    }
+}
+
+TEST_CASE("fetchArtifact: a wrong digest fails, removes the .part and leaves no file at dest",
+          "[artifacts]") {
+    test::TempDir dir;
+    const std::string content = pattern(120000);
+    test::writeFile(dir / "a.bin", content);
+    ArtifactStore store(dir / "store");
+    const auto digest = *store.add(dir / "a.bin");
+    StoreRig rig(store);
+    const auto wrong = security::sha256Hex("something else");
+    // The URL names the real artifact, the manifest claims another digest.
+    auto res =
+        edged::fetchArtifact(rig.url(digest), wrong, content.size(), dir / "out.bin", nullptr);
+    REQUIRE_FALSE(res);
+    CHECK(res.error().code() == FetchErrc::kDigest);
+    CHECK_THAT(res.error().what(), Catch::Contains(wrong) && Catch::Contains(digest));
+    CHECK_FALSE(fs::exists(dir / "out.bin"));
+    CHECK_FALSE(fs::exists(dir / "out.bin.part"));
+
+    auto bad_text =
+        edged::fetchArtifact(rig.url(digest), "ABC", content.size(), dir / "out.bin", nullptr);
+    REQUIRE_FALSE(bad_text);
+    CHECK(bad_text.error().code() == FetchErrc::kInvalidArgument);
+
+    auto missing = edged::fetchArtifact(rig.url(wrong), wrong, 10, dir / "out.bin", nullptr);
+    REQUIRE_FALSE(missing);
+    CHECK(missing.error().code() == FetchErrc::kServer);
+    CHECK_THAT(missing.error().what(), Catch::Contains("404"));
+}
+
+TEST_CASE("fetchArtifact: after a restart, the .part of the previous run is continued",
+          "[artifacts]") {
+    test::TempDir dir;
+    const std::string content = pattern(400000);
+    test::writeFile(dir / "a.bin", content);
+    ArtifactStore store(dir / "store");
+    const auto digest = *store.add(dir / "a.bin");
+    StoreRig rig(store);
+    const auto dest = dir / "out.bin";
+    const auto part = dir / "out.bin.part";
+
+    SECTION("a correct prefix is continued with a Range request") {
+        test::writeFile(part, content.substr(0, 123456));
+        auto ok = edged::fetchArtifact(rig.url(digest), digest, content.size(), dest, nullptr);
+        INFO((ok ? "" : ok.error().what()));
+        REQUIRE(ok);
+        CHECK(test::readFile(dest) == content);
+        CHECK(rig.seenRanges() == std::vector<std::string>{"bytes=123456-"});
+    }
+    SECTION("a server that ignores Range restarts the .part from zero") {
+        rig.ignore_range = true;
+        test::writeFile(part, content.substr(0, 1000));
+        auto ok = edged::fetchArtifact(rig.url(digest), digest, content.size(), dest, nullptr);
+        REQUIRE(ok);
+        CHECK(test::readFile(dest) == content);
+    }
+    SECTION("a complete .part is verified without a request") {
+        test::writeFile(part, content);
+        REQUIRE(edged::fetchArtifact(rig.url(digest), digest, content.size(), dest, nullptr));
+        CHECK(test::readFile(dest) == content);
+        CHECK(rig.seenRanges().empty());
+    }
+    SECTION("a corrupt prefix fails the digest, is removed, and the next call starts over") {
+        std::string corrupt = content.substr(0, 5000);
+        corrupt[42] ^= 1;
+        test::writeFile(part, corrupt);
+        auto res = edged::fetchArtifact(rig.url(digest), digest, content.size(), dest, nullptr);
+        REQUIRE_FALSE(res);
+        CHECK(res.error().code() == FetchErrc::kDigest);
+        CHECK_FALSE(fs::exists(part));
+        CHECK_FALSE(fs::exists(dest));
+        REQUIRE(edged::fetchArtifact(rig.url(digest), digest, content.size(), dest, nullptr));
+        CHECK(test::readFile(dest) == content);
+    }
+    SECTION("a .part longer than the artifact is discarded") {
+        test::writeFile(part, content + "extra");
+        REQUIRE(edged::fetchArtifact(rig.url(digest), digest, content.size(), dest, nullptr));
+        CHECK(test::readFile(dest) == content);
+        CHECK(rig.seenRanges() == std::vector<std::string>{""});
+    }
+}
