@@ -1,4 +1,6 @@
-// controlplane: `run` serves a fleet; `keygen` makes signing keys and the trust root for devices.
+// controlplane: `run` serves a fleet; `keygen` makes signing keys and the trust root for devices;
+// `artifact-add` puts a file into the artifact store.
+#include <charconv>
 #include <csignal>
 #include <iostream>
 
@@ -6,6 +8,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <fmt/format.h>
 
+#include "controlplane/artifact_store.hpp"
 #include "controlplane/control_plane.hpp"
 #include "security/trust_root.hpp"
 #include "shared/core/config.hpp"
@@ -30,7 +33,52 @@ struct RunConfig {
     std::string listen_host = "127.0.0.1";
     int listen_port = 8080;
     log::Level log_level = log::Level::kInfo;
+    /// Content-addressed artifact store, served to devices over mutual TLS (docs/config.md).
+    std::filesystem::path artifacts_dir;
+    std::string artifacts_host;  // empty: no device-facing listener
+    int artifacts_port = 0;
+    http::TlsServerOptions artifacts_tls;
 };
+
+/// "host:port" (port 0..65535); nullopt when malformed.
+std::optional<std::pair<std::string, int>> hostPort(const std::string& text) {
+    const auto colon = text.rfind(':');
+    if (colon == std::string::npos || colon == 0) return std::nullopt;
+    int port = -1;
+    const auto digits = std::string_view(text).substr(colon + 1);
+    auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
+    if (ec != std::errc{} || p != digits.data() + digits.size() || port < 0 || port > 65535) return std::nullopt;
+    return std::make_pair(text.substr(0, colon), port);
+}
+
+Status loadArtifactsConfig(config::ConfigFile& file, const std::filesystem::path& path, RunConfig& c) {
+    if (file.has("artifacts.dir")) {
+        auto dir = file.path("artifacts.dir");
+        if (!dir) return fail(dir.error());
+        c.artifacts_dir = *dir;
+    } else {
+        c.artifacts_dir = c.state_dir / "artifacts";
+    }
+    auto listen = file.string("artifacts.listen", "");
+    if (!listen) return fail(listen.error());
+    if (listen->empty()) return {};
+    auto parsed = hostPort(*listen);
+    if (!parsed) {
+        return fail(SharedErrc::kConfig, fmt::format("{}: key 'artifacts.listen': expected host:port, got '{}'",
+                                                     path.string(), *listen));
+    }
+    c.artifacts_host = parsed->first;
+    c.artifacts_port = parsed->second;
+    // Devices fetch over mutual TLS only: each needs a certificate from the client CA.
+    for (auto [key, target] : {std::pair{"artifacts.tls.cert", &c.artifacts_tls.cert},
+                               std::pair{"artifacts.tls.key", &c.artifacts_tls.key},
+                               std::pair{"artifacts.tls.client_ca", &c.artifacts_tls.client_ca}}) {
+        auto value = file.path(key);
+        if (!value) return fail(std::move(value.error()).wrap("artifacts.listen needs a server certificate, its key and the devices' CA"));
+        *target = *value;
+    }
+    return {};
+}
 
 Result<RunConfig> loadConfig(const std::filesystem::path& path) {
     auto file = config::ConfigFile::load(path);
@@ -96,6 +144,7 @@ Result<RunConfig> loadConfig(const std::filesystem::path& path) {
                                                      parsed_level.error().message()));
     }
     c.log_level = *parsed_level;
+    if (auto st = loadArtifactsConfig(*file, path, c); !st) return fail(st.error());
     if (auto st = file->finish(); !st) return fail(st.error());
     return c;
 }
@@ -134,13 +183,40 @@ int run(const std::filesystem::path& config_path) {
         std::cerr << "controlplane: " << st.error().what() << "\n";
         return 1;
     }
-    http::BeastHttpServer server(loop, [&cp](const http::Request& r) { return cp.handle(r); });
+    std::error_code mkdir_error;
+    std::filesystem::create_directories(cfg->artifacts_dir, mkdir_error);
+    if (mkdir_error) {
+        std::cerr << "controlplane: artifacts dir " << cfg->artifacts_dir << ": " << mkdir_error.message() << "\n";
+        return 1;
+    }
+    const controlplane::ArtifactStore artifacts(cfg->artifacts_dir);
+    // The operators' API (loopback) also serves artifacts, for inspection; devices use the TLS listener.
+    http::BeastHttpServer server(loop, [&cp, &artifacts](const http::Request& r) {
+        if (r.path.starts_with(controlplane::ArtifactStore::kPathPrefix)) return artifacts.handle(r);
+        return cp.handle(r);
+    });
     auto port = server.listen(cfg->listen_host, cfg->listen_port);
     if (!port) {
         std::cerr << "controlplane: " << port.error().what() << "\n";
         return 1;
     }
     log::info("HTTP API on http://{}:{}", cfg->listen_host, *port);
+    http::BeastHttpServer artifact_server(loop, [&artifacts](const http::Request& r) {
+        if (!r.path.starts_with(controlplane::ArtifactStore::kPathPrefix)) {
+            return http::errorResponse(404, "only /v1/artifacts/<sha256> is served here");
+        }
+        log::debug("artifact {} requested by '{}'", r.path, r.peer_cn);
+        return artifacts.handle(r);
+    });
+    if (!cfg->artifacts_host.empty()) {
+        auto tls_port = artifact_server.listenTls(cfg->artifacts_host, cfg->artifacts_port, cfg->artifacts_tls);
+        if (!tls_port) {
+            std::cerr << "controlplane: artifacts: " << tls_port.error().what() << "\n";
+            return 1;
+        }
+        log::info("artifact store {} on https://{}:{} (client certificates required)",
+                  cfg->artifacts_dir.string(), cfg->artifacts_host, *tls_port);
+    }
 
     boost::asio::signal_set signals(loop.context(), SIGINT, SIGTERM, SIGHUP);
     std::function<void(const boost::system::error_code&, int)> on_signal =
@@ -153,11 +229,32 @@ int run(const std::filesystem::path& config_path) {
             }
             log::info("stopping on signal {}", sig);
             server.stop();
+            artifact_server.stop();
             cp.stop();
             loop.stop();
         };
     signals.async_wait(on_signal);
     loop.run();
+    return 0;
+}
+
+/// Copies a file into the artifact store; prints its digest, size and the path devices fetch.
+int addArtifact(const std::filesystem::path& config_path, const std::filesystem::path& file) {
+    auto cfg = loadConfig(config_path);
+    if (!cfg) {
+        std::cerr << "controlplane: " << cfg.error().what() << "\n";
+        return 2;
+    }
+    std::error_code ec;
+    std::filesystem::create_directories(cfg->artifacts_dir, ec);
+    const controlplane::ArtifactStore artifacts(cfg->artifacts_dir);
+    auto digest = artifacts.add(file);
+    if (!digest) {
+        std::cerr << "controlplane artifact-add: " << digest.error().what() << "\n";
+        return 1;
+    }
+    std::cout << "sha256 " << *digest << "\nsize   " << std::filesystem::file_size(file, ec) << "\npath   "
+              << controlplane::ArtifactStore::kPathPrefix << *digest << "\n";
     return 0;
 }
 
@@ -221,7 +318,13 @@ int main(int argc, char** argv) {
     keygen_cmd->add_option("--count", count, "number of keys")->capture_default_str();
     keygen_cmd->add_option("--threshold", threshold, "signatures required")->capture_default_str();
 
+    std::filesystem::path artifact_file;
+    auto* artifact_cmd = app.add_subcommand("artifact-add", "copy a file into the artifact store under its sha256");
+    artifact_cmd->add_option("-c,--config", config_path, "config file (docs/config.md)")->required();
+    artifact_cmd->add_option("file", artifact_file, "firmware image or model")->required()->check(CLI::ExistingFile);
+
     CLI11_PARSE(app, argc, argv);
     if (*run_cmd) return run(config_path);
+    if (*artifact_cmd) return addArtifact(config_path, artifact_file);
     return keygen(key_dir, alg, count, threshold);
 }
