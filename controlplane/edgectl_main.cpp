@@ -29,14 +29,8 @@ std::string errorCell(const nlohmann::json& j) {
     return cell(j["code"]);
 }
 
-void printTable(const nlohmann::json& body) {
-    std::vector<std::vector<std::string>> rows;
-    rows.push_back({"DEVICE", "GROUP", "DESIRED", "APPLIED", "SYNC", "ONLINE", "LAST SEEN", "ERROR"});
-    for (const auto& d : body.value("devices", nlohmann::json::array())) {
-        rows.push_back({cell(d["id"]), cell(d["group"]), cell(d["desired_version"]),
-                        cell(d["applied_version"]), cell(d["in_sync"]), cell(d["online"]),
-                        cell(d["last_seen"]), errorCell(d["last_error"])});
-    }
+/// Rows as columns aligned on the widest cell, two spaces apart; the first row is the header.
+void printRows(const std::vector<std::vector<std::string>>& rows) {
     std::vector<std::size_t> widths(rows[0].size(), 0);
     for (const auto& row : rows) {
         for (std::size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
@@ -49,6 +43,17 @@ void printTable(const nlohmann::json& body) {
         }
         std::cout << line << "\n";
     }
+}
+
+void printTable(const nlohmann::json& body) {
+    std::vector<std::vector<std::string>> rows;
+    rows.push_back({"DEVICE", "GROUP", "DESIRED", "APPLIED", "SYNC", "ONLINE", "LAST SEEN", "ERROR"});
+    for (const auto& d : body.value("devices", nlohmann::json::array())) {
+        rows.push_back({cell(d["id"]), cell(d["group"]), cell(d["desired_version"]),
+                        cell(d["applied_version"]), cell(d["in_sync"]), cell(d["online"]),
+                        cell(d["last_seen"]), errorCell(d["last_error"])});
+    }
+    printRows(rows);
 }
 
 /// One line per decision record, then the chain report; "" for a value not in the record.
@@ -69,18 +74,7 @@ void printDecisions(const nlohmann::json& body) {
                         cell(r.value("bundle_version", nlohmann::json())), r.value("policy_set", "-"), result,
                         r.value("id", "-")});
     }
-    std::vector<std::size_t> widths(rows[0].size(), 0);
-    for (const auto& row : rows) {
-        for (std::size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
-    }
-    for (const auto& row : rows) {
-        std::string line;
-        for (std::size_t i = 0; i < row.size(); ++i) {
-            line += row[i];
-            if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 2, ' ');
-        }
-        std::cout << line << "\n";
-    }
+    printRows(rows);
     const auto& chain = body["chain"];
     std::cout << fmt::format("chain: {} records stored, seq {}..{}, {} gaps, {} dropped by the device (queue full): {}\n",
                              cell(chain["records"]), cell(chain["first_seq"]), cell(chain["last_seq"]),

@@ -179,18 +179,33 @@ store::LmdbOptions storeOptions(const EdgedConfig& cfg) {
     return options;
 }
 
-int run(const EdgedConfig& cfg) {
+/// What `run` and `apply` both need: the trust root and the writable store. On failure it says
+/// why on stderr and gives the exit code.
+struct DeviceState {
+    security::TrustRoot root;
+    std::unique_ptr<store::LmdbStore> store;
+};
+
+std::expected<DeviceState, int> openDeviceState(const EdgedConfig& cfg) {
     log::init("edged", cfg.log_level);
     auto root = security::TrustRoot::load(cfg.trust_root);
     if (!root) {
         std::cerr << "edged: trust root: " << root.error().what() << "\n";
-        return 2;
+        return std::unexpected(2);
     }
     auto store = store::LmdbStore::open(cfg.state_dir / "db", storeOptions(cfg));
     if (!store) {
         std::cerr << "edged: " << store.error().what() << "\n";
-        return 1;
+        return std::unexpected(1);
     }
+    return DeviceState{std::move(*root), std::move(*store)};
+}
+
+int run(const EdgedConfig& cfg) {
+    auto state = openDeviceState(cfg);
+    if (!state) return state.error();
+    auto& root = state->root;
+    auto& store = state->store;
     AsioEventLoop loop;
     SystemClock clock;
     std::unique_ptr<mqtt::PahoMqttClient> mqtt;
@@ -205,8 +220,8 @@ int run(const EdgedConfig& cfg) {
             edged::offlineWill(cfg.agent.device_id), 1, true};
         mqtt = std::make_unique<mqtt::PahoMqttClient>(loop, clock, options);
     }
-    edged::LocalEnforcement enforcement(loop, clock, **store, mqtt.get(), cfg.enforcement);
-    edged::EdgeAgent agent(loop, clock, **store, mqtt.get(), std::move(*root), cfg.agent);
+    edged::LocalEnforcement enforcement(loop, clock, *store, mqtt.get(), cfg.enforcement);
+    edged::EdgeAgent agent(loop, clock, *store, mqtt.get(), std::move(root), cfg.agent);
     agent.setHooks(enforcement.hooks());
     // State first, network second: the device knows what it enforces before it talks to anyone.
     if (auto st = enforcement.load(); !st) {
@@ -255,25 +270,16 @@ int run(const EdgedConfig& cfg) {
 /// broker (provisioning without network, benchmarks). Run it while the daemon is stopped: the
 /// daemon reads the applied bundle at start.
 int applyFile(const EdgedConfig& cfg, const std::filesystem::path& file) {
-    log::init("edged", cfg.log_level);
-    auto root = security::TrustRoot::load(cfg.trust_root);
-    if (!root) {
-        std::cerr << "edged: trust root: " << root.error().what() << "\n";
-        return 2;
-    }
     auto text = fs::readFile(file, 64u << 20);
     if (!text) {
         std::cerr << "edged: " << text.error().what() << "\n";
         return 2;
     }
-    auto store = store::LmdbStore::open(cfg.state_dir / "db", storeOptions(cfg));
-    if (!store) {
-        std::cerr << "edged: " << store.error().what() << "\n";
-        return 1;
-    }
+    auto state = openDeviceState(cfg);
+    if (!state) return state.error();
     AsioEventLoop loop;
     SystemClock clock;
-    edged::EdgeAgent agent(loop, clock, **store, nullptr, std::move(*root), cfg.agent);
+    edged::EdgeAgent agent(loop, clock, *state->store, nullptr, std::move(state->root), cfg.agent);
     if (auto st = agent.load(); !st) {
         std::cerr << "edged: " << st.error().what() << "\n";
         return 1;
