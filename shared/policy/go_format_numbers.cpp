@@ -99,7 +99,15 @@ std::string fmtG(bool neg, const Decimal& d, int prec, bool shortest, char fmt) 
     return fmtF(neg, d, std::max(prec - d.dp, 0));
 }
 
-std::string fmtB(double v) {
+/// A double's sign, unbiased binary exponent and 53-bit mantissa (implicit bit included for
+/// normal numbers), as Go's %b and %x take it apart.
+struct BinaryParts {
+    bool negative;
+    int exp;
+    std::uint64_t mant;
+};
+
+BinaryParts binaryParts(double v) {
     const auto bits = std::bit_cast<std::uint64_t>(v);
     int exp = static_cast<int>((bits >> 52) & 0x7FF);
     std::uint64_t mant = bits & ((std::uint64_t{1} << 52) - 1);
@@ -108,8 +116,13 @@ std::string fmtB(double v) {
     } else {
         mant |= std::uint64_t{1} << 52;
     }
-    exp -= 1023 + 52;
-    std::string out = (bits >> 63) != 0 ? "-" : "";
+    return {(bits >> 63) != 0, exp - 1023, mant};
+}
+
+std::string fmtB(double v) {
+    auto [negative, exp, mant] = binaryParts(v);
+    exp -= 52;
+    std::string out = negative ? "-" : "";
     out += std::to_string(mant);
     out += 'p';
     if (exp >= 0) out += '+';
@@ -118,15 +131,7 @@ std::string fmtB(double v) {
 }
 
 std::string fmtX(double v, int prec, char fmt) {
-    const auto bits = std::bit_cast<std::uint64_t>(v);
-    int exp = static_cast<int>((bits >> 52) & 0x7FF);
-    std::uint64_t mant = bits & ((std::uint64_t{1} << 52) - 1);
-    if (exp == 0) {
-        ++exp;
-    } else {
-        mant |= std::uint64_t{1} << 52;
-    }
-    exp -= 1023;
+    auto [negative, exp, mant] = binaryParts(v);
     if (mant == 0) exp = 0;
     mant <<= 60 - 52;
     while (mant != 0 && (mant & (std::uint64_t{1} << 60)) == 0) {
@@ -145,7 +150,7 @@ std::string fmtX(double v, int prec, char fmt) {
         }
     }
     const char* hex = fmt == 'X' ? kUpperHex : kLowerHex;
-    std::string out = (bits >> 63) != 0 ? "-" : "";
+    std::string out = negative ? "-" : "";
     out += '0';
     out += fmt;
     out += static_cast<char>('0' + ((mant >> 60) & 1));
