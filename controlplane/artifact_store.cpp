@@ -112,11 +112,7 @@ std::optional<ByteRange> parseRange(std::string_view field, std::uint64_t size) 
 
 ArtifactStore::ArtifactStore(std::filesystem::path dir) : dir_(std::move(dir)) {}
 
-bool ArtifactStore::isDigest(std::string_view text) {
-    return text.size() == 64 && std::ranges::all_of(text, [](char c) {
-               return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-           });
-}
+bool ArtifactStore::isDigest(std::string_view text) { return security::isSha256Hex(text); }
 
 Result<std::string> ArtifactStore::add(const std::filesystem::path& source) const {
     const std::string what = fmt::format("add artifact '{}'", source.string());
@@ -173,10 +169,13 @@ Result<std::string> ArtifactStore::add(const std::filesystem::path& source) cons
     return digest;
 }
 
-bool ArtifactStore::contains(std::string_view digest) const {
-    if (!isDigest(digest)) return false;
+Result<std::uint64_t> ArtifactStore::sizeOf(std::string_view digest) const {
+    if (!isDigest(digest)) return fail(SharedErrc::kIo, fmt::format("'{}' is not a sha256 digest", digest));
     struct stat st {};
-    return ::lstat((dir_ / digest).c_str(), &st) == 0 && S_ISREG(st.st_mode);
+    if (::lstat((dir_ / digest).c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+        return fail(SharedErrc::kNotFound, fmt::format("no artifact {} in {}", digest, dir_.string()));
+    }
+    return static_cast<std::uint64_t>(st.st_size);
 }
 
 http::Response ArtifactStore::handle(const http::Request& request) const {

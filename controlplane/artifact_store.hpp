@@ -2,6 +2,7 @@
 // ArtifactStore: the control plane's content-addressed artifact directory and its HTTP endpoint
 // GET|HEAD /v1/artifacts/<sha256> (issue 6). Each artifact is a regular file named by the
 // lowercase hex SHA-256 of its content; nothing else in the directory is ever served.
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -28,7 +29,9 @@ public:
     [[nodiscard]] Result<std::string> add(const std::filesystem::path& source) const;
 
     /// Whether a regular file for digest is stored (false for anything not a digest).
-    [[nodiscard]] bool contains(std::string_view digest) const;
+    [[nodiscard]] bool contains(std::string_view digest) const { return sizeOf(digest).has_value(); }
+    /// The size of the regular file stored for digest; kNotFound otherwise (kIo for a non-digest).
+    [[nodiscard]] Result<std::uint64_t> sizeOf(std::string_view digest) const;
 
     /// Serves request.path == kPathPrefix + <64 lowercase hex>: GET streams the file (200, or
     /// 206 with Content-Range for "Range: bytes=N-", "bytes=N-M" or "bytes=-N"; 416 with

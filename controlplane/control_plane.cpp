@@ -28,7 +28,7 @@ std::string ControlPlane::topic(const std::string& id, std::string_view leaf) co
 
 Status ControlPlane::start() {
     if (auto st = registry_.load(); !st) return fail(std::move(st.error()).wrap("load registry"));
-    auto fleet = compileFleet(settings_.fleet_dir);
+    auto fleet = compileFleet(settings_.fleet_dir, settings_.artifacts);
     if (!fleet) return fail(fleet.error());
     auto report = apply(std::move(*fleet), false);
     if (!report) return fail(report.error());
@@ -59,7 +59,7 @@ void ControlPlane::stop() {
 }
 
 Result<ReloadReport> ControlPlane::reload() {
-    auto fleet = compileFleet(settings_.fleet_dir);
+    auto fleet = compileFleet(settings_.fleet_dir, settings_.artifacts);
     if (!fleet) {
         log::error("fleet reload refused, keeping {}: {}", fleet_.revision, fleet.error().what());
         return fail(fleet.error());
@@ -200,6 +200,7 @@ nlohmann::json ControlPlane::deviceJson(const std::string& id) const {
         j["last_seen"] = nullptr;
         j["last_error"] = nullptr;
         j["in_sync"] = false;
+        j["ota"] = nullptr;
         return j;
     }
     j["applied_version"] = reported->applied_version ? nlohmann::json(*reported->applied_version)
@@ -209,6 +210,7 @@ nlohmann::json ControlPlane::deviceJson(const std::string& id) const {
                                          : nlohmann::json(nullptr);
     j["last_error"] = reported->last_error;
     j["in_sync"] = desired != nullptr && reported->applied_version == desired->version;
+    j["ota"] = reported->ota;
     return j;
 }
 

@@ -26,6 +26,8 @@ struct Settings {
     std::chrono::seconds bundle_ttl{std::chrono::hours(24 * 7)};
     /// How often to look for bundles past half their lifetime and re-issue them.
     std::chrono::milliseconds refresh_interval{std::chrono::minutes(1)};
+    /// Checks the artifacts a fleet names against the artifact store (empty: not checked).
+    ArtifactLookup artifacts;
 };
 
 struct ReloadReport {

@@ -1,6 +1,8 @@
 #include "controlplane/fleet.hpp"
 
 #include <charconv>
+#include <optional>
+#include <set>
 
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
@@ -175,6 +177,11 @@ Status parseEnforcement(const YAML::Node& node, const std::string& where, GroupS
                     return fleetError(fmt::format("{}: unknown key '{}' (max_age, after)", at, sub));
                 }
             }
+        } else if (key == "provenance_entrypoint") {
+            if (!kv.second.IsScalar() || !kv.second.Scalar().starts_with("data.")) {
+                return fleetError(at + ": expected an entry point starting with 'data.'");
+            }
+            e.provenance_entrypoint = kv.second.Scalar();
         } else if (key == "policy_sets") {
             if (!kv.second.IsMap()) return fleetError(at + ": expected a mapping of set name to policy files");
             for (const auto& set : kv.second) {
@@ -186,7 +193,8 @@ Status parseEnforcement(const YAML::Node& node, const std::string& where, GroupS
             }
         } else {
             return fleetError(fmt::format(
-                "{}: unknown key '{}' (entrypoints, log_input, usage_windows, offline, policy_sets)", where, key));
+                "{}: unknown key '{}' (entrypoints, log_input, usage_windows, offline, policy_sets, "
+                "provenance_entrypoint)", where, key));
         }
     }
     if (e.offline.after != "keep" && !group.policy_set_paths.contains(e.offline.after)) {
@@ -196,7 +204,80 @@ Status parseEnforcement(const YAML::Node& node, const std::string& where, GroupS
     return {};
 }
 
-Result<GroupSpec> parseGroup(const std::string& name, const YAML::Node& node) {
+Result<bundle::Artifact> parseArtifact(const YAML::Node& node, const std::string& where,
+                                       const ArtifactLookup& lookup) {
+    if (!node.IsMap()) return fleetError(where + ": expected a mapping (kind, name, version, sha256, size, provenance)");
+    bundle::Artifact a;
+    std::optional<std::uint64_t> size;
+    bool have_kind = false;
+    for (const auto& kv : node) {
+        const auto key = kv.first.as<std::string>();
+        const auto at = fmt::format("{}.{}", where, key);
+        if (key == "provenance") {
+            if (!kv.second.IsMap()) return fleetError(at + ": expected a mapping");
+            a.provenance = nodeToJson(kv.second, 0);
+            continue;
+        }
+        if (!kv.second.IsScalar()) return fleetError(at + ": expected a scalar");
+        const std::string& value = kv.second.Scalar();
+        if (key == "kind") {
+            if (value == "firmware") {
+                a.kind = bundle::ArtifactKind::kFirmware;
+            } else if (value == "model") {
+                a.kind = bundle::ArtifactKind::kModel;
+            } else {
+                return fleetError(fmt::format("{}: '{}' is neither 'firmware' nor 'model'", at, value));
+            }
+            have_kind = true;
+        } else if (key == "name") {
+            if (!bundle::isValidDeviceId(value)) return fleetError(at + ": names are 1 to 64 of [A-Za-z0-9._-]");
+            a.name = value;
+        } else if (key == "version") {
+            if (value.empty() || value.size() > 64) return fleetError(at + ": 1 to 64 characters");
+            a.version = value;
+        } else if (key == "sha256") {
+            if (!security::isSha256Hex(value)) {
+                return fleetError(at + ": expected 64 lowercase hex characters (see 'controlplane artifact-add')");
+            }
+            a.sha256 = value;
+        } else if (key == "size") {
+            std::uint64_t n = 0;
+            if (auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+                ec != std::errc{} || p != value.data() + value.size()) {
+                return fleetError(at + ": expected a byte count");
+            }
+            size = n;
+        } else {
+            return fleetError(fmt::format("{}: unknown key '{}' (kind, name, version, sha256, size, provenance)",
+                                          where, key));
+        }
+    }
+    for (auto [present, key] : {std::pair{have_kind, "kind"}, std::pair{!a.name.empty(), "name"},
+                                std::pair{!a.version.empty(), "version"}, std::pair{!a.sha256.empty(), "sha256"}}) {
+        if (!present) return fleetError(fmt::format("{}: '{}' is required", where, key));
+    }
+    if (a.kind == bundle::ArtifactKind::kFirmware && !a.provenance.empty()) {
+        return fleetError(where + ": 'provenance' is for models");
+    }
+    if (lookup) {
+        auto stored = lookup(a.sha256);
+        if (!stored) {
+            return fleetError(fmt::format("{}: artifact {} is not in the artifact store: {}", where, a.sha256,
+                                          stored.error().what()));
+        }
+        if (size && *size != *stored) {
+            return fleetError(fmt::format("{}: size {} does not match the stored artifact ({} bytes)", where,
+                                          *size, *stored));
+        }
+        size = *stored;
+    }
+    if (!size) return fleetError(where + ": 'size' is required");
+    a.size = *size;
+    a.url = fmt::format("/v1/artifacts/{}", a.sha256);
+    return a;
+}
+
+Result<GroupSpec> parseGroup(const std::string& name, const YAML::Node& node, const ArtifactLookup& lookup) {
     const auto where = fmt::format("fleet.yaml: group '{}'", name);
     if (!node.IsMap()) return fleetError(where + ": expected a mapping");
     GroupSpec group{.name = name};
@@ -214,8 +295,23 @@ Result<GroupSpec> parseGroup(const std::string& name, const YAML::Node& node) {
             if (auto st = parseEnforcement(kv.second, where + ": enforcement", group); !st) {
                 return fail(st.error());
             }
+        } else if (key == "artifacts") {
+            if (!kv.second.IsSequence()) return fleetError(where + ": artifacts: expected a list");
+            std::set<std::string> models;
+            bool firmware = false;
+            for (std::size_t i = 0; i < kv.second.size(); ++i) {
+                auto a = parseArtifact(kv.second[i], fmt::format("{}: artifacts[{}]", where, i), lookup);
+                if (!a) return fail(a.error());
+                if (a->kind == bundle::ArtifactKind::kFirmware) {
+                    if (firmware) return fleetError(where + ": artifacts: more than one firmware image");
+                    firmware = true;
+                } else if (!models.insert(a->name).second) {
+                    return fleetError(fmt::format("{}: artifacts: model '{}' appears twice", where, a->name));
+                }
+                group.artifacts.push_back(std::move(*a));
+            }
         } else {
-            return fleetError(fmt::format("{}: unknown key '{}' (policies, data, enforcement)", where, key));
+            return fleetError(fmt::format("{}: unknown key '{}' (policies, data, enforcement, artifacts)", where, key));
         }
     }
     return group;
@@ -245,7 +341,7 @@ Result<DeviceSpec> parseDevice(const std::string& id, const YAML::Node& node) {
     return device;
 }
 
-Result<CompiledFleet> compile(const std::filesystem::path& dir) {
+Result<CompiledFleet> compile(const std::filesystem::path& dir, const ArtifactLookup& lookup) {
     FleetReader reader(dir);
     auto text = reader.read("fleet.yaml");
     if (!text) return fail(text.error());
@@ -260,7 +356,7 @@ Result<CompiledFleet> compile(const std::filesystem::path& dir) {
 
     std::map<std::string, GroupSpec> groups;
     for (const auto& kv : root["groups"]) {
-        auto group = parseGroup(kv.first.as<std::string>(), kv.second);
+        auto group = parseGroup(kv.first.as<std::string>(), kv.second, lookup);
         if (!group) return fail(group.error());
         groups.emplace(group->name, std::move(*group));
     }
@@ -270,6 +366,7 @@ Result<CompiledFleet> compile(const std::filesystem::path& dir) {
     for (const auto& [name, group] : groups) {
         bundle::Bundle content;
         content.enforcement = group.enforcement;
+        content.artifacts = group.artifacts;
         auto readPolicies = [&](const std::vector<std::string>& paths,
                                 std::map<std::string, std::string>& into) -> Status {
             for (const auto& policy : paths) {
@@ -332,9 +429,9 @@ Result<nlohmann::json> yamlToJson(std::string_view text, const std::string& sour
     }
 }
 
-Result<CompiledFleet> compileFleet(const std::filesystem::path& dir) {
+Result<CompiledFleet> compileFleet(const std::filesystem::path& dir, const ArtifactLookup& artifacts) {
     try {
-        auto fleet = compile(dir);
+        auto fleet = compile(dir, artifacts);
         if (!fleet) return fail(std::move(fleet.error()).wrap(fmt::format("fleet '{}'", dir.string())));
         return fleet;
     } catch (const YAML::Exception& e) {

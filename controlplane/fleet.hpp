@@ -4,7 +4,9 @@
 //   policies/*.rego       Rego modules, named by their path in the fleet
 //   data/*.yaml|*.json    data documents, deep-merged into the bundle's data
 // Every path in fleet.yaml is relative and must stay inside the fleet directory.
+#include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -23,6 +25,8 @@ struct GroupSpec {
     /// The group's `enforcement:` block; policy sets are read from policy_set_paths.
     bundle::Enforcement enforcement;
     std::map<std::string, std::vector<std::string>> policy_set_paths;
+    /// The group's `artifacts:` list (firmware image, models), by digest in the artifact store.
+    std::vector<bundle::Artifact> artifacts;
 };
 
 struct DeviceSpec {
@@ -38,9 +42,15 @@ struct CompiledFleet {
     std::map<std::string, bundle::Bundle> bundles;  // device id -> content
 };
 
+/// The size of the artifact stored under a digest, or an error when it is not stored.
+using ArtifactLookup = std::function<Result<std::uint64_t>(std::string_view sha256)>;
+
 /// Reads and validates the whole fleet; any problem fails the whole read with a message that
-/// names the file and the entry, so a bad commit is refused as a whole.
-[[nodiscard]] Result<CompiledFleet> compileFleet(const std::filesystem::path& dir);
+/// names the file and the entry, so a bad commit is refused as a whole. With a lookup, every
+/// artifact a group names must be in the store with the declared size (a missing size is taken
+/// from the store); without one, sizes must be given.
+[[nodiscard]] Result<CompiledFleet> compileFleet(const std::filesystem::path& dir,
+                                                 const ArtifactLookup& artifacts = {});
 
 /// YAML (or JSON) text to JSON, with YAML's plain scalars typed (bool, null, int, float).
 [[nodiscard]] Result<nlohmann::json> yamlToJson(std::string_view text, const std::string& source);

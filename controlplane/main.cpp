@@ -178,11 +178,6 @@ int run(const std::filesystem::path& config_path) {
     mqtt_options.server_uri = cfg->broker;
     mqtt_options.client_id = cfg->client_id;
     mqtt::PahoMqttClient mqtt(loop, clock, mqtt_options);
-    controlplane::ControlPlane cp(loop, clock, **store, mqtt, std::move(keys), cfg->settings);
-    if (auto st = cp.start(); !st) {
-        std::cerr << "controlplane: " << st.error().what() << "\n";
-        return 1;
-    }
     std::error_code mkdir_error;
     std::filesystem::create_directories(cfg->artifacts_dir, mkdir_error);
     if (mkdir_error) {
@@ -190,6 +185,13 @@ int run(const std::filesystem::path& config_path) {
         return 1;
     }
     const controlplane::ArtifactStore artifacts(cfg->artifacts_dir);
+    // A fleet may only name artifacts the store holds, with their real sizes.
+    cfg->settings.artifacts = [&artifacts](std::string_view digest) { return artifacts.sizeOf(digest); };
+    controlplane::ControlPlane cp(loop, clock, **store, mqtt, std::move(keys), cfg->settings);
+    if (auto st = cp.start(); !st) {
+        std::cerr << "controlplane: " << st.error().what() << "\n";
+        return 1;
+    }
     // The operators' API (loopback) also serves artifacts, for inspection; devices use the TLS listener.
     http::BeastHttpServer server(loop, [&cp, &artifacts](const http::Request& r) {
         if (r.path.starts_with(controlplane::ArtifactStore::kPathPrefix)) return artifacts.handle(r);

@@ -84,6 +84,8 @@ bool Registry::applyStatus(const std::string& id, std::string_view payload) {
         status.last_seen = j["time"].get<std::int64_t>();
     }
     if (j.contains("last_error")) status.last_error = j["last_error"];
+    // The last word on updates stays when the will (which says nothing about them) arrives.
+    if (j.contains("ota") && j["ota"].is_object()) status.ota = j["ota"];
     return true;
 }
 

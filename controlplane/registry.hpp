@@ -28,6 +28,7 @@ struct ReportedStatus {
     std::string bundle_digest;
     std::int64_t last_seen = 0;  // unix seconds, from the device's report
     nlohmann::json last_error;   // null or {"code":…, "message":…}
+    nlohmann::json ota;          // null, or the device's OTA report (plan, firmware, models)
 };
 
 class Registry {

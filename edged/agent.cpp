@@ -59,6 +59,9 @@ Status EdgeAgent::load() {
     auto sets = PolicySets::build(**stored);
     if (!sets) return fail(std::move(sets.error()).wrap("compile the applied bundle's policies"));
     if (hooks_.policies_changed) hooks_.policies_changed(*sets);
+    if (hooks_.bundle_applied) {
+        hooks_.bundle_applied(std::make_shared<const bundle::Bundle>(std::move(**stored)));
+    }
     return {};
 }
 
@@ -79,9 +82,17 @@ void EdgeAgent::start() {
     }
     const auto desired = fmt::format("{}/dev/{}/desired", settings_.topic_prefix, settings_.device_id);
     const auto ack = fmt::format("{}/dev/{}/ack", settings_.topic_prefix, settings_.device_id);
-    mqtt_->onMessage([this, desired, ack](const mqtt::Message& message) {
+    const auto attest = fmt::format("{}/dev/{}/attest/", settings_.topic_prefix, settings_.device_id);
+    mqtt_->onMessage([this, desired, ack, attest](const mqtt::Message& message) {
         if (message.topic == ack) {
             if (hooks_.ack) hooks_.ack(message.payload);
+            return;
+        }
+        if (message.topic.starts_with(attest)) {
+            if (hooks_.attest_message) {
+                hooks_.attest_message(message.topic.substr(attest.size() - std::string_view("attest/").size()),
+                                      message.payload);
+            }
             return;
         }
         if (message.topic != desired) return;
@@ -102,6 +113,7 @@ void EdgeAgent::start() {
     });
     mqtt_->subscribe(desired, 1);
     mqtt_->subscribe(ack, 1);
+    mqtt_->subscribe(attest + "+", 1);
     mqtt_->start();
     heartbeat_ = loop_.after(settings_.status_interval, [this] { heartbeat(); });
 }
@@ -172,8 +184,9 @@ Status EdgeAgent::handleDesired(std::string_view payload) {
     applied_ = std::move(next);
     last_error_.reset();
     if (hooks_.policies_changed) hooks_.policies_changed(*sets);
-    log::info("applied bundle v{} ({}, {} policies)", applied_->version, applied_->bundle_digest,
-              applied_->policies.size());
+    log::info("applied bundle v{} ({}, {} policies, {} artifacts)", applied_->version, applied_->bundle_digest,
+              applied_->policies.size(), b.artifacts.size());
+    if (hooks_.bundle_applied) hooks_.bundle_applied(std::make_shared<const bundle::Bundle>(b));
     publishStatus();
     return {};
 }

@@ -50,6 +50,11 @@ struct AgentHooks {
     std::function<void(const RejectInfo&)> bundle_rejected;
     /// Runs on each heartbeat (status_interval), connected or not.
     std::function<void()> heartbeat;
+    /// The applied bundle, after it was applied (or loaded at start): its artifacts are the
+    /// OTA plan.
+    std::function<void(std::shared_ptr<const bundle::Bundle>)> bundle_applied;
+    /// A message on <prefix>/dev/<id>/attest/<x>, with leaf "attest/<x>".
+    std::function<void(const std::string& leaf, const std::string& payload)> attest_message;
 };
 
 
@@ -75,9 +80,10 @@ public:
     /// Unix time of the last contact with the broker (persisted; now while connected).
     [[nodiscard]] std::int64_t lastContact() const;
     [[nodiscard]] bool online() const { return mqtt_ != nullptr && mqtt_->connected(); }
+    /// Publishes the status report now (when connected).
+    void publishStatus();
 
 private:
-    void publishStatus();
     void heartbeat();
     void startOffline();
     void rejected();

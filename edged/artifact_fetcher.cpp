@@ -86,11 +86,7 @@ std::optional<ContentRange> parseContentRange(std::string_view text) {
     return out;
 }
 
-bool isDigest(std::string_view text) {
-    return text.size() == 64 && std::ranges::all_of(text, [](char c) {
-               return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-           });
-}
+bool isDigest(std::string_view text) { return security::isSha256Hex(text); }
 
 /// The partial file: an open, locked descriptor with the running hash of its content.
 class PartFile {

@@ -8,8 +8,19 @@
 #include <fmt/format.h>
 
 #include "edged/agent.hpp"
+#include "edged/artifact_fetcher.hpp"
+#include "edged/attestor.hpp"
 #include "edged/enforcement.hpp"
+#include "edged/model_store.hpp"
+#include "edged/ota.hpp"
+#include "firmware/boot_control_factory.hpp"
+#include "firmware/file/file_boot_control.hpp"
+#include "firmware/firmware_config.hpp"
+#include "firmware/rebooter.hpp"
+#include "firmware/updater.hpp"
 #include "security/bundle_signing.hpp"
+#include "security/crypto.hpp"
+#include "security/tpm/esapi_tpm.hpp"
 #include "shared/http/beast/beast_server.hpp"
 #include "shared/core/config.hpp"
 #include "shared/core/fs.hpp"
@@ -35,6 +46,16 @@ struct EdgedConfig {
     std::chrono::milliseconds reconnect_min{500};
     std::chrono::milliseconds reconnect_max{30000};
     log::Level log_level = log::Level::kInfo;
+    /// Artifacts (docs/ota.md): where to fetch them, with which client certificate.
+    edged::OtaSettings ota;
+    std::optional<http::TlsClientOptions> artifacts_tls;
+    /// Firmware updates: only when the config has a firmware section.
+    std::optional<firmware::FirmwareConfig> firmware;
+    std::size_t models_keep = 2;
+    std::vector<std::string> models_readiness_command;
+    std::chrono::milliseconds models_readiness_timeout{30'000};
+    /// TPM attestation (docs/attestation.md).
+    edged::AttestorSettings attest;
 };
 
 std::unexpected<Error> configError(const std::filesystem::path& path, std::string_view key,
@@ -121,6 +142,60 @@ Status loadEnforcementConfig(config::ConfigFile& file, const std::filesystem::pa
     return {};
 }
 
+/// artifacts.*, models.* and firmware.* (docs/config.md).
+Status loadOtaConfig(config::ConfigFile& file, const std::filesystem::path& path, EdgedConfig& c) {
+    auto url = file.string("artifacts.url", "");
+    if (!url) return fail(url.error());
+    if (!url->empty()) {
+        if (!url->starts_with("https://") && !url->starts_with("http://")) {
+            return configError(path, "artifacts.url", "expected https://host:port (or http:// for tests)");
+        }
+        while (url->ends_with('/')) url->pop_back();
+        c.ota.artifact_base = *url;
+    }
+    if (file.has("artifacts.tls.ca") || url->starts_with("https://")) {
+        http::TlsClientOptions tls;
+        for (auto [key, target] : {std::pair{"artifacts.tls.ca", &tls.ca}, std::pair{"artifacts.tls.cert", &tls.cert},
+                                   std::pair{"artifacts.tls.key", &tls.key}}) {
+            auto value = file.path(key);
+            if (!value) return fail(std::move(value.error()).wrap("https artifacts need the CA, a client certificate and its key"));
+            *target = *value;
+        }
+        c.artifacts_tls = std::move(tls);
+    }
+    auto retry = file.duration("artifacts.retry_interval", c.ota.retry_interval);
+    if (!retry) return fail(retry.error());
+    if (*retry < std::chrono::milliseconds(100)) return configError(path, "artifacts.retry_interval", "at least 100ms");
+    c.ota.retry_interval = *retry;
+    c.ota.downloads_dir = c.state_dir / "downloads";
+    c.attest.device_id = c.agent.device_id;
+    c.attest.topic_prefix = c.agent.topic_prefix;
+    auto tcti = file.string("tpm.tcti", "");
+    if (!tcti) return fail(tcti.error());
+    c.attest.tcti = *tcti;
+    auto pcr = file.integer("tpm.pcr", 23, 0, 23);
+    if (!pcr) return fail(pcr.error());
+    c.attest.pcr = static_cast<int>(*pcr);
+    auto keep = file.integer("models.keep", 2, 0, 100);
+    if (!keep) return fail(keep.error());
+    c.models_keep = static_cast<std::size_t>(*keep);
+    if (file.has("models.readiness_command")) {
+        auto argv = file.strings("models.readiness_command");
+        if (!argv) return fail(argv.error());
+        if (argv->empty()) return configError(path, "models.readiness_command", "an empty command");
+        c.models_readiness_command = *argv;
+    }
+    auto readiness_timeout = file.duration("models.readiness_timeout", c.models_readiness_timeout);
+    if (!readiness_timeout) return fail(readiness_timeout.error());
+    c.models_readiness_timeout = *readiness_timeout;
+    if (file.has("firmware.slot_a") || file.has("firmware.backend")) {
+        auto fw = firmware::loadFirmwareConfig(file);
+        if (!fw) return fail(fw.error());
+        c.firmware = std::move(*fw);
+    }
+    return {};
+}
+
 Result<EdgedConfig> loadConfig(const std::filesystem::path& path) {
     auto file = config::ConfigFile::load(path);
     if (!file) return fail(file.error());
@@ -167,6 +242,7 @@ Result<EdgedConfig> loadConfig(const std::filesystem::path& path) {
     }
     c.log_level = *parsed_level;
     if (auto st = loadEnforcementConfig(*file, path, c); !st) return fail(st.error());
+    if (auto st = loadOtaConfig(*file, path, c); !st) return fail(st.error());
     if (auto st = file->finish(); !st) return fail(st.error());
     return c;
 }
@@ -222,7 +298,80 @@ int run(const EdgedConfig& cfg) {
     }
     edged::LocalEnforcement enforcement(loop, clock, *store, mqtt.get(), cfg.enforcement);
     edged::EdgeAgent agent(loop, clock, *store, mqtt.get(), std::move(root), cfg.agent);
-    agent.setHooks(enforcement.hooks());
+
+    // Artifacts: models and firmware (docs/ota.md).
+    edged::OtaManager ota(loop, clock, *store, cfg.ota);
+    edged::HttpArtifactFetcher fetcher(cfg.artifacts_tls);
+    auto models = edged::ModelStore::open(cfg.state_dir / "models", *store,
+                                          {clock, cfg.models_keep, cfg.models_readiness_command,
+                                           cfg.models_readiness_timeout});
+    if (!models) {
+        std::cerr << "edged: model store: " << models.error().what() << "\n";
+        return 1;
+    }
+    std::unique_ptr<firmware::BootControl> boot;
+    std::unique_ptr<firmware::CommandRebooter> rebooter;
+    std::optional<firmware::Updater> updater;
+    if (cfg.firmware) {
+        auto made = firmware::makeBootControl(cfg.firmware->boot, clock);
+        if (!made) {
+            std::cerr << "edged: firmware: " << made.error().what() << "\n";
+            return 1;
+        }
+        boot = std::move(*made);
+        rebooter = std::make_unique<firmware::CommandRebooter>(cfg.firmware->reboot_command, clock);
+        firmware::UpdaterConfig ucfg;
+        ucfg.slots = cfg.firmware->boot.slots;
+        ucfg.chunk_size = cfg.firmware->chunk_size;
+        ucfg.verify_readback = cfg.firmware->verify_readback;
+        ucfg.health_command = cfg.firmware->health_command;
+        ucfg.health_timeout = cfg.firmware->health_timeout;
+        auto opened = firmware::Updater::open(*store, *boot, *rebooter, clock, ucfg, ota.updaterHooks());
+        if (!opened) {
+            std::cerr << "edged: firmware: " << opened.error().what() << "\n";
+            return 1;
+        }
+        updater.emplace(std::move(*opened));
+    }
+    ota.setParts({&fetcher, updater ? &*updater : nullptr, &*models});
+    ota.onChange([&agent] { agent.publishStatus(); });
+
+    // Attestation: every applied bundle, installed image and active model is measured.
+    edged::Attestor attestor(loop, clock, *store, mqtt.get(), cfg.attest, security::tpm::EsapiTpm::open);
+    auto measure = [&attestor](std::string kind, std::string name, std::string version, std::string_view sha256) {
+        auto digest = security::tpm::digestFromHex(sha256);
+        if (!digest) return;
+        attestor.measure({std::move(kind), std::move(name), std::move(version), *digest});
+    };
+    ota.onInstalled([measure](const std::string& kind, const std::string& name, const std::string& version,
+                              const std::string& sha256) { measure(kind, name, version, sha256); });
+
+    auto hooks = enforcement.hooks();
+    auto enforcement_status = hooks.extend_status;
+    hooks.extend_status = [enforcement_status, &ota, &attestor](nlohmann::json& status) {
+        if (enforcement_status) enforcement_status(status);
+        status["ota"] = ota.statusJson();
+        status["attestation"] = attestor.statusJson();
+    };
+    hooks.attest_message = [&attestor](const std::string& leaf, const std::string& payload) {
+        attestor.onMessage(leaf, payload);
+    };
+    auto enforcement_connection = hooks.connection_changed;
+    hooks.connection_changed = [enforcement_connection, &attestor](bool online, std::int64_t last_contact) {
+        if (enforcement_connection) enforcement_connection(online, last_contact);
+        if (online) attestor.connected();
+    };
+    std::shared_ptr<const bundle::Bundle> applied_bundle;
+    bool started = false;
+    hooks.bundle_applied = [&ota, &applied_bundle, &started, measure](std::shared_ptr<const bundle::Bundle> b) {
+        measure("bundle", "", std::to_string(b->version), security::sha256Hex(bundle::toJson(*b)));
+        if (started) {
+            ota.bundleApplied(std::move(b));
+        } else {
+            applied_bundle = std::move(b);  // the plan start() takes
+        }
+    };
+    agent.setHooks(std::move(hooks));
     // State first, network second: the device knows what it enforces before it talks to anyone.
     if (auto st = enforcement.load(); !st) {
         std::cerr << "edged: " << st.error().what() << "\n";
@@ -237,7 +386,19 @@ int run(const EdgedConfig& cfg) {
     http::ServerOptions api_options;
     api_options.max_body_bytes = cfg.api_max_body;
     http::BeastHttpServer api(
-        loop, [&enforcement](const http::Request& r) { return enforcement.service().handle(r); },
+        loop,
+        [&enforcement, &ota, &models](const http::Request& r) {
+            // Where a local inference runtime finds its model files, and the update in progress.
+            if (r.path == "/v1/models" || r.path == "/v1/ota") {
+                if (r.method != "GET") return http::errorResponse(405, "use GET");
+                http::Response response;
+                response.status = 200;
+                response.content_type = "application/json";
+                response.body = (r.path == "/v1/models" ? models->list() : ota.statusJson()).dump();
+                return response;
+            }
+            return enforcement.service().handle(r);
+        },
         api_options);
     if (auto st = api.listenUnix(cfg.api_socket); !st) {
         std::cerr << "edged: decision API: " << st.error().what() << "\n";
@@ -252,11 +413,20 @@ int run(const EdgedConfig& cfg) {
         }
         log::info("decision API on http://{}:{}", cfg.api_host, *port);
     }
+    // After a reboot into a new slot: the daemon's own health is that it came this far (state
+    // loaded, policies compiled, API listening) and can still write its store.
+    ota.start(applied_bundle, [&store]() -> Status {
+        return store->putOne(edged::kOtaDb, "health", std::to_string(SystemClock{}.unixSeconds()));
+    });
+    started = true;
+    attestor.start();
     agent.start();
     boost::asio::signal_set signals(loop.context(), SIGINT, SIGTERM);
     signals.async_wait([&](const boost::system::error_code& ec, int sig) {
         if (ec) return;
         log::info("stopping on signal {}", sig);
+        ota.stop();
+        attestor.stop();
         api.stop();
         enforcement.flush();
         agent.stop();
@@ -293,15 +463,46 @@ int applyFile(const EdgedConfig& cfg, const std::filesystem::path& file) {
     return 0;
 }
 
-/// The running daemon's view (connectivity, policy set), when it answers on its socket.
-std::optional<nlohmann::json> liveStatus(const EdgedConfig& cfg) {
+/// The running daemon's view of target ("/health": connectivity, policy set; "/v1/ota"), when it
+/// answers on its socket.
+std::optional<nlohmann::json> liveJson(const EdgedConfig& cfg, const std::string& target) {
     http::ClientOptions options;
     options.timeout = std::chrono::milliseconds(1000);
-    auto response = http::requestUnix(cfg.api_socket, "GET", "/health", {}, options);
+    auto response = http::requestUnix(cfg.api_socket, "GET", target, {}, options);
     if (!response || response->status != 200) return std::nullopt;
     auto j = nlohmann::json::parse(response->body, nullptr, false);
     if (j.is_discarded()) return std::nullopt;
     return j;
+}
+
+void printOta(const nlohmann::json& ota) {
+    if (ota.contains("domains") && ota["domains"].is_object()) {
+        std::cout << "plan:     bundle v" << ota.value("bundle_version", nlohmann::json(nullptr)).dump();
+        for (const auto& [domain, state] : ota["domains"].items()) {
+            std::cout << ", " << domain << " " << (state.is_string() ? state.get<std::string>() : state.dump());
+        }
+        std::cout << "\n";
+        if (ota.contains("reasons")) {
+            for (const auto& [domain, reason] : ota["reasons"].items()) {
+                std::cout << "  " << domain << ": " << (reason.is_string() ? reason.get<std::string>() : reason.dump()) << "\n";
+            }
+        }
+    }
+    if (const auto d = ota.find("download"); d != ota.end() && d->is_object()) {
+        const auto done = d->value("done", std::uint64_t{0});
+        const auto total = d->value("total", std::uint64_t{0});
+        std::cout << "download: " << d->value("kind", "") << " " << d->value("name", "") << " "
+                  << d->value("version", "") << ": " << done << " / " << total << " bytes ("
+                  << (total ? done * 100 / total : 0) << "%), " << d->value("rate_bytes_per_s", std::uint64_t{0}) / 1024
+                  << " KiB/s, ETA " << (d->contains("eta_s") && (*d)["eta_s"].is_number() ? (*d)["eta_s"].dump() + " s" : "unknown")
+                  << "\n";
+    }
+    if (const auto f = ota.find("firmware"); f != ota.end() && f->is_object()) {
+        std::cout << "firmware: " << f->value("state", "") << ", running " << f->value("current_version", "")
+                  << (f->value("target_version", "").empty() ? "" : ", target " + f->value("target_version", ""));
+        if (!f->value("reason", "").empty()) std::cout << " (" << f->value("reason", "") << ")";
+        std::cout << "\n";
+    }
 }
 
 int status(const EdgedConfig& cfg, bool as_json) {
@@ -339,7 +540,7 @@ int status(const EdgedConfig& cfg, bool as_json) {
         std::cerr << "edged: telemetry queue: " << st.error().what() << "\n";
         return 1;
     }
-    const auto live = liveStatus(cfg);
+    const auto live = liveJson(cfg, "/health");
     const bool online = live && live->value("online", false);
     const auto contact = std::max(*last_contact, *applied ? (*applied)->applied_at : 0);
     const std::int64_t now = SystemClock{}.unixSeconds();
@@ -352,6 +553,23 @@ int status(const EdgedConfig& cfg, bool as_json) {
                          {"offline_seconds", offline_for}};
     if (live) j["policy_set"] = live->value("policy_set", "");
     j["queues"] = {{"decisions", edged::queueJson(decisions)}, {"telemetry", edged::queueJson(telemetry)}};
+    // OTA: the live view (with download progress) when the daemon answers, else what LMDB holds.
+    nlohmann::json ota = liveJson(cfg, "/v1/ota").value_or(nlohmann::json(nullptr));
+    if (ota.is_null()) {
+        ota = nlohmann::json::object();
+        if (auto plan = (*store)->getOne(edged::kOtaDb, "plan"); plan && *plan) {
+            ota = nlohmann::json::parse(**plan, nullptr, false);
+            if (ota.is_discarded()) ota = nlohmann::json::object();
+        }
+        if (auto record = firmware::loadUpdateRecord(**store); record) {
+            ota["firmware"] = {{"state", firmware::stateName(record->state)},
+                               {"current_version", record->current_version},
+                               {"target_version", record->target.version},
+                               {"reason", record->reason},
+                               {"last_failed_version", record->last_failed_version}};
+        }
+    }
+    j["ota"] = ota;
     if (as_json) {
         std::cout << j.dump(2) << "\n";
         return 0;
@@ -367,6 +585,7 @@ int status(const EdgedConfig& cfg, bool as_json) {
                   << q->headSeq() - q->acked() << " not yet acknowledged, " << q->dropped()
                   << " dropped (queue full), " << q->bytes() << " bytes queued\n";
     }
+    printOta(ota);
     if (!*applied) {
         std::cout << "applied:  nothing yet\n";
         return 0;
@@ -379,6 +598,24 @@ int status(const EdgedConfig& cfg, bool as_json) {
               << "expires:  " << isoTime(a.expires_at) << "\n"
               << "policies: " << a.policies.size() << "\n";
     for (const auto& p : a.policies) std::cout << "  " << p << "\n";
+    return 0;
+}
+
+/// What a bootloader does at power-on, for the file backend: picks the slot, counts the attempt,
+/// records it as booted. The daemon must be stopped (as it is during a real boot).
+int simulateBoot(const EdgedConfig& cfg) {
+    if (!cfg.firmware || cfg.firmware->boot.backend != "file") {
+        std::cerr << "edged: bootloader: only for firmware.backend: file\n";
+        return 2;
+    }
+    firmware::FileBootControl boot(cfg.firmware->boot.env_file, cfg.firmware->boot.booted_file,
+                                   cfg.firmware->boot.max_attempts);
+    auto slot = boot.simulateBoot();
+    if (!slot) {
+        std::cerr << "edged: bootloader: " << slot.error().what() << "\n";
+        return 1;
+    }
+    std::cout << "booted slot " << firmware::slotName(*slot) << "\n";
     return 0;
 }
 
@@ -398,6 +635,9 @@ int main(int argc, char** argv) {
     auto* status_cmd = app.add_subcommand("status", "print the local state (no broker needed)");
     status_cmd->add_option("-c,--config", config_path, "config file")->required();
     status_cmd->add_flag("--json", as_json, "print JSON");
+    auto* boot_cmd = app.add_subcommand(
+        "bootloader", "play the bootloader of the file boot-control backend (development, tests)");
+    boot_cmd->add_option("-c,--config", config_path, "config file")->required();
     CLI11_PARSE(app, argc, argv);
 
     auto cfg = loadConfig(config_path);
@@ -407,5 +647,6 @@ int main(int argc, char** argv) {
     }
     if (*run_cmd) return run(*cfg);
     if (*apply_cmd) return applyFile(*cfg, bundle_file);
+    if (*boot_cmd) return simulateBoot(*cfg);
     return status(*cfg, as_json);
 }

@@ -42,12 +42,6 @@ std::unexpected<Error> ioError(std::string_view what, const std::filesystem::pat
                 fmt::format("{} '{}': {}", what, path.string(), std::strerror(errno)));
 }
 
-bool isHexDigest(std::string_view s) {
-    return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) {
-               return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-           });
-}
-
 // Same file or device: same inode, or (when either is missing) the same normalized path.
 bool sameTarget(const std::filesystem::path& a, const std::filesystem::path& b) {
     std::error_code ec;
@@ -117,7 +111,7 @@ Status verifySlot(const std::filesystem::path& slot, std::uint64_t size, std::st
 Status installImage(const std::filesystem::path& source, const std::filesystem::path& slot,
                     std::uint64_t expected_size, std::string_view expected_sha256,
                     const InstallOptions& options) {
-    if (!isHexDigest(expected_sha256)) {
+    if (!security::isSha256Hex(expected_sha256)) {
         return fail(FirmwareErrc::kInvalidArgument,
                     fmt::format("install '{}': expected sha256 '{}' is not 64 lowercase hex chars",
                                 source.string(), expected_sha256));

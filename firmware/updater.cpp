@@ -6,17 +6,9 @@
 
 #include "firmware/command.hpp"
 #include "firmware/errors.hpp"
+#include "security/crypto.hpp"
 
 namespace edge::firmware {
-namespace {
-
-bool isHexDigest(std::string_view s) {
-    return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) {
-               return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-           });
-}
-
-}  // namespace
 
 Result<Updater> Updater::open(store::Store& store, BootControl& boot, Rebooter& rebooter,
                               const Clock& clock, UpdaterConfig config, UpdaterHooks hooks) {
@@ -41,20 +33,23 @@ bool Updater::shouldInstall(std::string_view version) const {
     return true;
 }
 
-Status Updater::start(const FirmwareImage& image, const std::filesystem::path& image_path) {
+Status Updater::start(const FirmwareImage& image, const std::filesystem::path& image_path,
+                      bool retry_failed) {
     failure_.reset();
     if (!isFinal(record().state)) {
         return fail(FirmwareErrc::kRefused,
                     fmt::format("firmware {}: an update to {} is in progress (state {})",
                                 image.version, record().target.version, stateName(record().state)));
     }
-    if (image.version.empty() || image.size == 0 || !isHexDigest(image.sha256)) {
+    if (image.version.empty() || image.size == 0 || !security::isSha256Hex(image.sha256)) {
         return fail(FirmwareErrc::kInvalidArgument,
                     fmt::format("firmware '{}': needs a version, a size above 0 and a lowercase "
                                 "hex sha256",
                                 image.version));
     }
-    if (!shouldInstall(image.version)) {
+    const bool retry = retry_failed && image.version == record().last_failed_version &&
+                       image.version != record().current_version;
+    if (!retry && !shouldInstall(image.version)) {
         return fail(FirmwareErrc::kRefused,
                     image.version == record().current_version
                         ? fmt::format("firmware {} is already installed", image.version)

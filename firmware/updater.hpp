@@ -80,11 +80,14 @@ public:
 
     /// Installs image_path (declared by image) into the inactive slot, arms it to try once and
     /// requests a reboot. Returns success once the reboot is requested (state Rebooting).
+    /// retry_failed: the caller has a newer request for the version that failed last (a newer
+    /// bundle asks again), so that version may be tried once more.
     /// Errors: kRefused (an update is in progress, !shouldInstall, or the system still runs the
     /// slot the last update failed on), kInvalidArgument (bad
     /// image declaration), boot control or store errors before Start; after Start, the failure
     /// that ended the update (state Failed, record().reason says why).
-    [[nodiscard]] Status start(const FirmwareImage& image, const std::filesystem::path& image_path);
+    [[nodiscard]] Status start(const FirmwareImage& image, const std::filesystem::path& image_path,
+                               bool retry_failed = false);
 
     /// Call once each time the daemon starts (after a reboot or a crash): continues, finishes
     /// or rolls back whatever update the record holds (see the header comment). An update that

@@ -87,6 +87,8 @@ private:
 [[nodiscard]] std::string sha256Hex(std::string_view data);
 /// Lowercase hex.
 [[nodiscard]] std::string toHex(std::string_view bytes);
+/// True for exactly 64 lowercase hex characters (how SHA-256 digests are written everywhere).
+[[nodiscard]] bool isSha256Hex(std::string_view text);
 /// Incremental SHA-256, for data streamed in pieces (firmware images, artifacts). One object per
 /// stream; not thread-safe. Like sha256(), aborts if the crypto library cannot hash.
 class Sha256Hasher {

@@ -27,6 +27,14 @@ Result<Algorithm> algorithmFromName(std::string_view name) {
                 "unknown key algorithm '" + std::string(name) + "' (expected ed25519 or es256)");
 }
 
+bool isSha256Hex(std::string_view text) {
+    if (text.size() != 64) return false;
+    for (const char c : text) {
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+    }
+    return true;
+}
+
 std::string toHex(std::string_view bytes) {
     static constexpr char kDigits[] = "0123456789abcdef";
     std::string out;

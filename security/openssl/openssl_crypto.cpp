@@ -16,6 +16,8 @@
 
 #include "security/crypto.hpp"
 
+#include "security/openssl/ossl_ptr.hpp"
+
 namespace edge::security {
 
 /// Owns one EVP_PKEY. Immutable after construction; OpenSSL 3 allows concurrent sign/verify
@@ -34,18 +36,12 @@ private:
 
 namespace {
 
-template <auto Free>
-struct Deleter {
-    template <class T>
-    void operator()(T* p) const {
-        Free(p);
-    }
-};
-using BioPtr = std::unique_ptr<BIO, Deleter<&BIO_free_all>>;
-using PkeyPtr = std::unique_ptr<EVP_PKEY, Deleter<&EVP_PKEY_free>>;
-using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, Deleter<&EVP_MD_CTX_free>>;
-using EcdsaSigPtr = std::unique_ptr<ECDSA_SIG, Deleter<&ECDSA_SIG_free>>;
-using BignumPtr = std::unique_ptr<BIGNUM, Deleter<&BN_free>>;
+using ossl::BignumPtr;
+using ossl::BioPtr;
+using ossl::Deleter;
+using ossl::EcdsaSigPtr;
+using ossl::MdCtxPtr;
+using ossl::PkeyPtr;
 
 constexpr std::size_t kMaxPemBytes = 64 * 1024;
 constexpr std::size_t kSignatureBytes = 64;

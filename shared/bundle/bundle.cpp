@@ -61,7 +61,7 @@ Result<std::map<std::string, std::string>> policyMap(const json& v, const std::s
 Result<Enforcement> parseEnforcement(const json& v) {
     if (!v.is_object()) return bad("field \"enforcement\" must be an object");
     static const std::set<std::string> kKnown = {"entrypoints", "log_input", "usage_windows",
-                                                 "offline", "policy_sets"};
+                                                 "offline", "policy_sets", "provenance_entrypoint"};
     for (const auto& item : v.items()) {
         if (!kKnown.contains(item.key())) return bad("unknown field \"enforcement." + item.key() + "\"");
     }
@@ -75,6 +75,12 @@ Result<Enforcement> parseEnforcement(const json& v) {
             }
         }
         out.entrypoints = std::move(*list);
+    }
+    if (auto it = v.find("provenance_entrypoint"); it != v.end()) {
+        if (!it->is_string() || !it->get<std::string>().starts_with("data.")) {
+            return bad("field \"enforcement.provenance_entrypoint\" must be a string starting with \"data.\"");
+        }
+        out.provenance_entrypoint = it->get<std::string>();
     }
     if (auto it = v.find("log_input"); it != v.end()) {
         if (!it->is_boolean()) return bad("field \"enforcement.log_input\" must be a boolean");
@@ -129,11 +135,105 @@ Result<Enforcement> parseEnforcement(const json& v) {
 }
 
 json enforcementJson(const Enforcement& e) {
-    return {{"entrypoints", e.entrypoints},
-            {"log_input", e.log_input},
-            {"usage_windows", e.usage_windows},
-            {"offline", {{"max_age", e.offline.max_age}, {"after", e.offline.after}}},
-            {"policy_sets", e.policy_sets}};
+    json j = {{"entrypoints", e.entrypoints},
+              {"log_input", e.log_input},
+              {"usage_windows", e.usage_windows},
+              {"offline", {{"max_age", e.offline.max_age}, {"after", e.offline.after}}},
+              {"policy_sets", e.policy_sets}};
+    // Only when set, so bundles without models keep the digests they had.
+    if (e.provenance_entrypoint != Enforcement::kDefaultProvenanceEntrypoint) {
+        j["provenance_entrypoint"] = e.provenance_entrypoint;
+    }
+    return j;
+}
+
+bool isName(std::string_view s) { return isValidDeviceId(s); }
+
+Result<Artifact> parseArtifact(const json& v, std::size_t index) {
+    const auto where = "artifacts[" + std::to_string(index) + "]";
+    if (!v.is_object()) return bad("field \"" + where + "\" must be an object");
+    static const std::set<std::string> kKnown = {"kind", "name", "version", "sha256",
+                                                 "size", "url",  "provenance"};
+    for (const auto& item : v.items()) {
+        if (!kKnown.contains(item.key())) return bad("unknown field \"" + where + "." + item.key() + "\"");
+    }
+    auto str = [&](const char* name) -> Result<std::string> {
+        const auto it = v.find(name);
+        if (it == v.end()) return bad("missing field \"" + where + "." + name + "\"");
+        if (!it->is_string()) return bad("field \"" + where + "." + name + "\" must be a string");
+        return it->get<std::string>();
+    };
+    Artifact a;
+    auto kind = str("kind");
+    if (!kind) return fail(std::move(kind.error()));
+    if (*kind == "firmware") {
+        a.kind = ArtifactKind::kFirmware;
+    } else if (*kind == "model") {
+        a.kind = ArtifactKind::kModel;
+    } else {
+        return bad("field \"" + where + ".kind\": \"" + *kind + "\" is neither \"firmware\" nor \"model\"");
+    }
+    auto name = str("name");
+    if (!name) return fail(std::move(name.error()));
+    if (!isName(*name)) return bad("field \"" + where + ".name\" is not a valid name ([A-Za-z0-9._-]{1,64})");
+    a.name = std::move(*name);
+    auto version = str("version");
+    if (!version) return fail(std::move(version.error()));
+    if (version->empty() || version->size() > 64) {
+        return bad("field \"" + where + ".version\" must have 1 to 64 characters");
+    }
+    a.version = std::move(*version);
+    auto sha = str("sha256");
+    if (!sha) return fail(std::move(sha.error()));
+    if (!security::isSha256Hex(*sha)) return bad("field \"" + where + ".sha256\" must be 64 lowercase hex characters");
+    a.sha256 = std::move(*sha);
+    const auto size = v.find("size");
+    if (size == v.end()) return bad("missing field \"" + where + ".size\"");
+    if (!size->is_number_unsigned()) return bad("field \"" + where + ".size\" must be an unsigned integer");
+    a.size = size->get<std::uint64_t>();
+    auto url = str("url");
+    if (!url) return fail(std::move(url.error()));
+    // Only the store's own digest paths: the device joins them to its configured store address.
+    constexpr std::string_view kPrefix = "/v1/artifacts/";
+    if (!url->starts_with(kPrefix) || !security::isSha256Hex(std::string_view(*url).substr(kPrefix.size()))) {
+        return bad("field \"" + where + ".url\" must be \"/v1/artifacts/<sha256>\"");
+    }
+    a.url = std::move(*url);
+    if (auto it = v.find("provenance"); it != v.end()) {
+        if (!it->is_object()) return bad("field \"" + where + ".provenance\" must be an object");
+        a.provenance = *it;
+    }
+    return a;
+}
+
+Result<std::vector<Artifact>> parseArtifacts(const json& v) {
+    if (!v.is_array()) return bad("field \"artifacts\" must be an array");
+    std::vector<Artifact> out;
+    std::set<std::string> models;
+    bool firmware = false;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        auto a = parseArtifact(v[i], i);
+        if (!a) return fail(std::move(a.error()));
+        if (a->kind == ArtifactKind::kFirmware) {
+            if (firmware) return bad("field \"artifacts\": more than one firmware image");
+            firmware = true;
+        } else if (!models.insert(a->name).second) {
+            return bad("field \"artifacts\": model \"" + a->name + "\" appears twice");
+        }
+        out.push_back(std::move(*a));
+    }
+    return out;
+}
+
+json artifactsJson(const std::vector<Artifact>& artifacts) {
+    json out = json::array();
+    for (const auto& a : artifacts) {
+        json j = {{"kind", kindName(a.kind)}, {"name", a.name}, {"version", a.version},
+                  {"sha256", a.sha256},       {"size", a.size}, {"url", a.url}};
+        if (a.kind == ArtifactKind::kModel) j["provenance"] = a.provenance;
+        out.push_back(std::move(j));
+    }
+    return out;
 }
 
 Result<Bundle> parseDocument(std::string_view text) {
@@ -143,7 +243,7 @@ Result<Bundle> parseDocument(std::string_view text) {
 
     static const std::set<std::string> kKnown = {"schema",    "device", "version", "issued_at",
                                                  "expires_at", "source", "policies", "data",
-                                                 "enforcement"};
+                                                 "enforcement", "artifacts"};
     for (const auto& item : doc.items()) {
         if (!kKnown.contains(item.key())) return bad("unknown field \"" + item.key() + "\"");
     }
@@ -196,6 +296,11 @@ Result<Bundle> parseDocument(std::string_view text) {
         if (!enforcement) return fail(std::move(enforcement.error()));
         out.enforcement = std::move(*enforcement);
     }
+    if (auto it = doc.find("artifacts"); it != doc.end()) {
+        auto artifacts = parseArtifacts(*it);
+        if (!artifacts) return fail(std::move(artifacts.error()));
+        out.artifacts = std::move(*artifacts);
+    }
     return out;
 }
 
@@ -203,17 +308,30 @@ Result<Bundle> parseDocument(std::string_view text) {
 
 std::string Bundle::contentDigest() const {
     // nlohmann::json keeps object keys sorted, so equal contents dump identically.
-    const json content = {{"policies", policies}, {"data", data},
-                          {"enforcement", enforcementJson(enforcement)}};
+    json content = {{"policies", policies}, {"data", data},
+                    {"enforcement", enforcementJson(enforcement)}};
+    if (!artifacts.empty()) content["artifacts"] = artifactsJson(artifacts);
     return "sha256:" + security::sha256Hex(dumpCompact(content));
 }
 
+const Artifact* Bundle::firmware() const {
+    for (const auto& a : artifacts) {
+        if (a.kind == ArtifactKind::kFirmware) return &a;
+    }
+    return nullptr;
+}
+
+std::string_view kindName(ArtifactKind kind) {
+    return kind == ArtifactKind::kFirmware ? "firmware" : "model";
+}
+
 std::string toJson(const Bundle& bundle) {
-    const json doc = {{"schema", bundle.schema},         {"device", bundle.device_id},
+    json doc = {{"schema", bundle.schema},         {"device", bundle.device_id},
                       {"version", bundle.version},       {"issued_at", bundle.issued_at},
                       {"expires_at", bundle.expires_at}, {"source", bundle.source},
                       {"policies", bundle.policies},     {"data", bundle.data},
                       {"enforcement", enforcementJson(bundle.enforcement)}};
+    if (!bundle.artifacts.empty()) doc["artifacts"] = artifactsJson(bundle.artifacts);
     return dumpCompact(doc);
 }
 

@@ -7,8 +7,12 @@
 //  "enforcement":{"entrypoints":["data.finops.deny"],"log_input":false,
 //                 "usage_windows":["day","month"],
 //                 "offline":{"max_age":259200,"after":"lockdown"},
-//                 "policy_sets":{"lockdown":{"lockdown.rego":"package lockdown …"}}}}
-// "enforcement" is optional on the wire (older bundles): its defaults apply.
+//                 "policy_sets":{"lockdown":{"lockdown.rego":"package lockdown …"}}},
+//  "artifacts":[{"kind":"firmware","name":"rootfs","version":"1.4.0","sha256":"…","size":4096,
+//                "url":"/v1/artifacts/…"},
+//               {"kind":"model","name":"detector","version":"7","sha256":"…","size":1024,
+//                "url":"/v1/artifacts/…","provenance":{"source":"…","fairness":0.91}}]}
+// "enforcement" and "artifacts" are optional on the wire (older bundles): their defaults apply.
 #include <cstdint>
 #include <map>
 #include <string>
@@ -41,8 +45,31 @@ struct Enforcement {
     OfflineRule offline;
     /// Named alternative policy sets (fail-safe): name -> file name -> Rego source.
     std::map<std::string, std::map<std::string, std::string>> policy_sets;
+    /// Deny set that decides whether a model may be activated (input: {"model": {...}}).
+    std::string provenance_entrypoint = std::string(kDefaultProvenanceEntrypoint);
+
+    static constexpr std::string_view kDefaultProvenanceEntrypoint = "data.provenance.deny";
 
     bool operator==(const Enforcement&) const = default;
+};
+
+enum class ArtifactKind { kFirmware, kModel };
+[[nodiscard]] std::string_view kindName(ArtifactKind kind);
+
+/// An artifact the device must hold (Uptane-style: bound to the signed bundle by digest and size).
+struct Artifact {
+    ArtifactKind kind = ArtifactKind::kFirmware;
+    std::string name;     // [A-Za-z0-9._-]{1,64}: a model's name, or the firmware's
+    std::string version;  // non-empty, at most 64 chars; compared for equality only
+    std::string sha256;   // 64 lowercase hex: the content's digest
+    std::uint64_t size = 0;
+    /// Path on the control plane's artifact store: "/v1/artifacts/<sha256>".
+    std::string url;
+    /// Models: where it comes from (source, training-data attestations, metrics); checked by
+    /// the bundle's provenance policy before activation. Always an object.
+    nlohmann::json provenance = nlohmann::json::object();
+
+    bool operator==(const Artifact&) const = default;
 };
 
 /// Windows usage can be metered over.
@@ -58,6 +85,11 @@ struct Bundle {
     std::map<std::string, std::string> policies;  // file name -> Rego source
     nlohmann::json data = nlohmann::json::object();
     Enforcement enforcement;
+    /// At most one firmware artifact; model names unique.
+    std::vector<Artifact> artifacts;
+
+    /// The firmware artifact, if any.
+    [[nodiscard]] const Artifact* firmware() const;
 
     /// Digest of what the device is told to do (policies, data, enforcement), independent of version,
     /// times and source: equal contents give equal digests.

@@ -42,6 +42,23 @@ public:
     virtual ~Store() = default;
     [[nodiscard]] virtual Status read(const std::function<Status(const ReadTxn&)>& fn) const = 0;
     [[nodiscard]] virtual Status write(const std::function<Status(WriteTxn&)>& fn) = 0;
+
+    /// One key in its own read transaction (nullopt when absent).
+    [[nodiscard]] Result<std::optional<std::string>> getOne(std::string_view db, std::string_view key) const {
+        std::optional<std::string> out;
+        auto st = read([&](const ReadTxn& txn) -> Status {
+            auto value = txn.get(db, key);
+            if (!value) return fail(value.error());
+            out = std::move(*value);
+            return {};
+        });
+        if (!st) return fail(st.error());
+        return out;
+    }
+    /// One key in its own durable write transaction.
+    [[nodiscard]] Status putOne(std::string_view db, std::string_view key, std::string_view value) {
+        return write([&](WriteTxn& txn) { return txn.put(db, key, value); });
+    }
 };
 
 }  // namespace edge::store

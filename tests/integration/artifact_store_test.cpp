@@ -36,13 +36,8 @@ TEST_CASE("Artifacts: the control plane serves what artifact-add stored, over mu
           "[integration]") {
     test::FleetHarness fleet;
     test::TestPki pki;
-    const int port = test::freePort();
+    const int port = fleet.enableArtifactStore(pki);
     const auto config = fleet.dir / "controlplane.yaml";
-    test::writeFile(config, test::readFile(config) +
-                                fmt::format("artifacts:\n  listen: 127.0.0.1:{}\n  tls:\n    cert: {}\n    key: {}\n"
-                                            "    client_ca: {}\n",
-                                            port, pki.crt("server").string(), pki.key("server").string(),
-                                            pki.crt("ca").string()));
     fleet.startControlPlane();
 
     std::string image(3u << 20, '\0');

@@ -11,6 +11,7 @@
 #include "shared/http/http.hpp"
 #include "shared/store/lmdb/lmdb_store.hpp"
 #include "tests/support/ports.hpp"
+#include "tests/support/test_pki.hpp"
 
 namespace edge::test {
 
@@ -123,6 +124,17 @@ namespace edge::test {
 void FleetHarness::appendDeviceConfig(const std::string& id, const std::string& yaml) const {
     const auto path = dir / fmt::format("{}.yaml", id);
     test::writeFile(path, test::readFile(path) + yaml);
+}
+
+int FleetHarness::enableArtifactStore(const TestPki& pki) const {
+    const int port = freePort();
+    const auto config = dir / "controlplane.yaml";
+    test::writeFile(config, test::readFile(config) +
+                                fmt::format("artifacts:\n  listen: 127.0.0.1:{}\n  tls:\n    cert: {}\n    key: {}\n"
+                                            "    client_ca: {}\n",
+                                            port, pki.crt("server").string(), pki.key("server").string(),
+                                            pki.crt("ca").string()));
+    return port;
 }
 
 std::filesystem::path FleetHarness::socket(const std::string& id) const {

@@ -12,6 +12,8 @@
 
 namespace edge::test {
 
+class TestPki;
+
 class FleetHarness {
 public:
     /// Copies the example fleet, generates keys, starts the broker and the control plane.
@@ -34,6 +36,9 @@ public:
     /// Appends YAML lines to a device's config (before startDevice). The config ends with the
     /// `queues:` block, so indented lines add keys to it.
     void appendDeviceConfig(const std::string& id, const std::string& yaml) const;
+    /// Adds an artifact store listener over mutual TLS with pki's "server" certificate and "ca"
+    /// to the control plane's config (restart it to take effect); returns its port.
+    int enableArtifactStore(const TestPki& pki) const;
     /// The device's decision API socket.
     [[nodiscard]] std::filesystem::path socket(const std::string& id) const;
     /// The retained bundle on a device's desired topic, read with mosquitto_sub.

@@ -35,7 +35,7 @@ TEST_CASE("Fleet: three devices converge on their signed bundles", "[integration
         const auto local = fleet.localStatus(d["id"]);
         CHECK(local["applied"]["version"] == d["desired_version"]);
     }
-    CHECK(fleet.localStatus("edge-1")["applied"]["policies"].size() == 3);
+    CHECK(fleet.localStatus("edge-1")["applied"]["policies"].size() == 4);
     CHECK(fleet.localStatus("edge-3")["applied"]["policies"] ==
           nlohmann::json::array({"policies/locality.rego"}));
 

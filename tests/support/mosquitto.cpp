@@ -19,18 +19,6 @@ namespace {
 constexpr const char* kMosquittoBinary = "/usr/sbin/mosquitto";  // Debian's location
 constexpr auto kStartTimeout = std::chrono::seconds(10);
 
-bool portAccepts(int port) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return false;
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(static_cast<std::uint16_t>(port));
-    const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-    ::close(fd);
-    return ok;
-}
-
 std::string currentUser() {
     const passwd* pw = ::getpwuid(::geteuid());
     return pw != nullptr ? pw->pw_name : "root";

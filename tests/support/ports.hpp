@@ -7,4 +7,7 @@ namespace edge::test {
 /// Another process may take it in between; servers started on it should be checked.
 int freePort();
 
+/// Whether something accepts TCP connections on 127.0.0.1:port (a server started by a test).
+bool portAccepts(int port);
+
 }  // namespace edge::test

@@ -25,6 +25,8 @@ TempDir::TempDir() {
 }
 
 TempDir::~TempDir() {
+    // EDGE_KEEP_TEMP=1 keeps the files (logs, LMDB, configs) to look at after a failure.
+    if (const char* keep = std::getenv("EDGE_KEEP_TEMP"); keep != nullptr && *keep == '1') return;
     std::error_code ec;
     std::filesystem::remove_all(path_, ec);
 }

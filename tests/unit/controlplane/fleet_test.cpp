@@ -16,7 +16,8 @@ TEST_CASE("compileFleet: the example fleet compiles into one bundle per device")
     REQUIRE(fleet->bundles.size() == 3);
     const auto& b1 = fleet->bundles.at("edge-1");
     CHECK(b1.device_id == "edge-1");
-    CHECK(b1.policies.size() == 3);
+    CHECK(b1.policies.size() == 4);
+    CHECK(b1.artifacts.empty());
     // The group's enforcement block travels in the bundle, its fail-safe set read from the fleet.
     CHECK(b1.enforcement.offline.max_age == 72 * 3600);
     CHECK(b1.enforcement.offline.after == "lockdown");
@@ -75,4 +76,63 @@ TEST_CASE("yamlToJson: plain scalars are typed, quoted ones stay strings") {
     CHECK((*j)["d"] == 2.5);
     CHECK((*j)["e"].is_null());
     CHECK((*j)["f"] == nlohmann::json::array({"x", 2}));
+}
+
+TEST_CASE("compileFleet: a group's artifacts reach its bundles, checked against the artifact store") {
+    test::TempDir dir;
+    const std::string fw(64, 'a');
+    const std::string model(64, 'b');
+    test::writeFile(dir / "fleet.yaml",
+                    "groups:\n  g:\n    artifacts:\n"
+                    "      - {kind: firmware, name: rootfs, version: '2.0', sha256: " + fw + "}\n"
+                    "      - kind: model\n        name: detector\n        version: '7'\n        sha256: " + model +
+                    "\n        size: 10\n        provenance: {source: s, metrics: {fairness: 0.9}}\n"
+                    "devices: {d1: {group: g}}\n");
+    const controlplane::ArtifactLookup store = [&](std::string_view digest) -> Result<std::uint64_t> {
+        if (digest == fw) return 4096;
+        if (digest == model) return 10;
+        return fail(SharedErrc::kNotFound, "not stored");
+    };
+    auto fleet = controlplane::compileFleet(dir.path(), store);
+    REQUIRE(fleet);
+    const auto& artifacts = fleet->bundles.at("d1").artifacts;
+    REQUIRE(artifacts.size() == 2);
+    CHECK(artifacts[0].kind == bundle::ArtifactKind::kFirmware);
+    CHECK(artifacts[0].size == 4096);  // taken from the store
+    CHECK(artifacts[0].url == "/v1/artifacts/" + fw);
+    CHECK(artifacts[1].provenance["metrics"]["fairness"] == 0.9);
+    REQUIRE(fleet->bundles.at("d1").firmware() != nullptr);
+    CHECK(fleet->bundles.at("d1").firmware()->version == "2.0");
+
+    struct Case {
+        std::string artifacts;
+        std::string expected;
+    };
+    const std::vector<Case> cases = {
+        {"[{kind: firmware, name: r, version: '1', sha256: " + std::string(64, 'c') + "}]", "not in the artifact store"},
+        {"[{kind: firmware, name: r, version: '1', sha256: " + fw + ", size: 5}]", "does not match the stored"},
+        {"[{kind: kernel, name: r, version: '1', sha256: " + fw + "}]", "neither 'firmware' nor 'model'"},
+        {"[{kind: firmware, name: r, version: '1', sha256: ABC}]", "64 lowercase hex"},
+        {"[{kind: firmware, name: ../r, version: '1', sha256: " + fw + "}]", "names are"},
+        {"[{kind: firmware, name: r, sha256: " + fw + "}]", "'version' is required"},
+        {"[{kind: firmware, name: r, version: '1', sha256: " + fw + "}, {kind: firmware, name: s, version: '2', sha256: " +
+             fw + "}]", "more than one firmware"},
+        {"[{kind: model, name: m, version: '1', sha256: " + model + "}, {kind: model, name: m, version: '2', sha256: " +
+             model + "}]", "appears twice"},
+        {"[{kind: firmware, name: r, version: '1', sha256: " + fw + ", provenance: {a: 1}}]", "for models"},
+        {"[{kind: firmware, name: r, version: '1', sha256: " + fw + ", colour: red}]", "unknown key 'colour'"},
+    };
+    for (const auto& c : cases) {
+        test::writeFile(dir / "fleet.yaml", "groups: {g: {artifacts: " + c.artifacts + "}}\ndevices: {}\n");
+        auto refused = controlplane::compileFleet(dir.path(), store);
+        INFO(c.artifacts);
+        REQUIRE_FALSE(refused);
+        CHECK_THAT(refused.error().what(), Catch::Contains(c.expected));
+    }
+    // Without a store, sizes must be given.
+    test::writeFile(dir / "fleet.yaml", "groups: {g: {artifacts: [{kind: firmware, name: r, version: '1', sha256: " +
+                                            fw + "}]}}\ndevices: {}\n");
+    auto no_store = controlplane::compileFleet(dir.path());
+    REQUIRE_FALSE(no_store);
+    CHECK_THAT(no_store.error().what(), Catch::Contains("'size' is required"));
 }

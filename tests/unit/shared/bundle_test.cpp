@@ -221,3 +221,46 @@ TEST_CASE("Bundle: contentDigest differs when a policy or the data changes") {
     CHECK(data.contentDigest() != a.contentDigest());
     CHECK(order.contentDigest() != a.contentDigest());
 }
+
+TEST_CASE("Bundle: artifacts round-trip, are optional, and are checked when present") {
+    Bundle b = sample();
+    const std::string digest(64, 'e');
+    b.artifacts.push_back({bundle::ArtifactKind::kFirmware, "rootfs", "2.0.0", digest, 4096,
+                           "/v1/artifacts/" + digest, json::object()});
+    b.artifacts.push_back({bundle::ArtifactKind::kModel, "detector", "7", digest, 100, "/v1/artifacts/" + digest,
+                           {{"source", "registry"}, {"metrics", {{"fairness", 0.9}}}}});
+    const auto parsed = bundle::fromJson(bundle::toJson(b));
+    REQUIRE(parsed);
+    CHECK(parsed->artifacts == b.artifacts);
+    REQUIRE(parsed->firmware() != nullptr);
+    CHECK(parsed->firmware()->name == "rootfs");
+    // Artifacts are part of what the device is told to do.
+    CHECK(b.contentDigest() != sample().contentDigest());
+    // A bundle without artifacts has no "artifacts" key (older devices accept it unchanged).
+    CHECK_FALSE(json::parse(bundle::toJson(sample())).contains("artifacts"));
+
+    const json good = json::parse(bundle::toJson(b));
+    auto withArtifact = [&](const json& artifact) {
+        json doc = good;
+        doc["artifacts"] = json::array({artifact});
+        return doc;
+    };
+    const json fw = good["artifacts"][0];
+    expectParseError(withArtifact([&] { auto a = fw; a["kind"] = "kernel"; return a; }()), "neither");
+    expectParseError(withArtifact([&] { auto a = fw; a["sha256"] = std::string(64, 'E'); return a; }()), "lowercase hex");
+    expectParseError(withArtifact([&] { auto a = fw; a["url"] = "https://evil.example/x"; return a; }()),
+                     "/v1/artifacts/<sha256>");
+    expectParseError(withArtifact([&] { auto a = fw; a["url"] = "/v1/artifacts/../../etc/passwd"; return a; }()),
+                     "/v1/artifacts/<sha256>");
+    expectParseError(withArtifact([&] { auto a = fw; a["name"] = "../x"; return a; }()), "valid name");
+    expectParseError(withArtifact([&] { auto a = fw; a["size"] = -1; return a; }()), "unsigned");
+    expectParseError(withArtifact([&] { auto a = fw; a.erase("version"); return a; }()), "artifacts[0].version");
+    expectParseError(withArtifact([&] { auto a = fw; a["extra"] = 1; return a; }()), "unknown field");
+    expectParseError(withArtifact([&] { auto a = fw; a["provenance"] = "x"; return a; }()), "provenance");
+    json two = good;
+    two["artifacts"] = json::array({fw, fw});
+    expectParseError(two, "more than one firmware");
+    json models = good;
+    models["artifacts"] = json::array({good["artifacts"][1], good["artifacts"][1]});
+    expectParseError(models, "appears twice");
+}

@@ -1,0 +1,447 @@
+#include "edged/ota.hpp"
+
+#include <fmt/format.h>
+
+#include "shared/core/log.hpp"
+#include "shared/policy/engine.hpp"
+#include "shared/policy/value.hpp"
+
+namespace edge::edged {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr std::string_view kOutcomeKey = "plan";
+constexpr std::string_view kFirmwareRequestKey = "firmware_request";
+
+json firmwareJson(const firmware::UpdateRecord& r) {
+    return {{"state", firmware::stateName(r.state)},
+            {"current_version", r.current_version},
+            {"target_version", r.target.version},
+            {"target_slot", std::string(firmware::slotName(r.target_slot))},
+            {"reason", r.reason},
+            {"last_failed_version", r.last_failed_version}};
+}
+
+}  // namespace
+
+OtaManager::OtaManager(EventLoop& loop, const Clock& clock, store::Store& store, OtaSettings settings)
+    : loop_(loop), clock_(clock), store_(store), settings_(std::move(settings)) {
+    status_ = {{"bundle_version", nullptr},
+               {"domains", {{"policies", "none"}, {"models", "none"}, {"firmware", "none"}}},
+               {"reasons", json::object()},
+               {"download", nullptr},
+               {"firmware", nullptr}};
+    loadOutcome();
+}
+
+OtaManager::~OtaManager() { stop(); }
+
+firmware::UpdaterHooks OtaManager::updaterHooks() {
+    firmware::UpdaterHooks hooks;
+    hooks.on_transition = [this](const firmware::UpdateRecord& r) {
+        {
+            const std::lock_guard lock(mu_);
+            status_["firmware"] = firmwareJson(r);
+        }
+        log::info("firmware update: {} ({} -> {}){}", firmware::stateName(r.state), r.current_version,
+                  r.target.version, r.reason.empty() ? "" : ": " + r.reason);
+        changed();
+    };
+    hooks.progress = [this](std::uint64_t written, std::uint64_t total) {
+        const std::lock_guard lock(mu_);
+        status_["install"] = {{"written", written}, {"total", total}};
+    };
+    return hooks;
+}
+
+void OtaManager::start(std::shared_ptr<const bundle::Bundle> applied, firmware::HealthCheck health) {
+    if (applied) {
+        const std::lock_guard lock(mu_);
+        pending_ = Plan{std::move(applied)};
+    }
+    worker_ = std::thread([this, health = std::move(health)] { run(health); });
+}
+
+void OtaManager::bundleApplied(std::shared_ptr<const bundle::Bundle> bundle) {
+    {
+        const std::lock_guard lock(mu_);
+        pending_ = Plan{std::move(bundle)};
+    }
+    cv_.notify_all();
+}
+
+void OtaManager::stop() {
+    {
+        const std::lock_guard lock(mu_);
+        stopping_ = true;
+    }
+    cv_.notify_all();
+    if (worker_.joinable()) worker_.join();
+}
+
+bool OtaManager::cancelled() {
+    const std::lock_guard lock(mu_);
+    return stopping_;
+}
+
+json OtaManager::statusJson() const {
+    json out;
+    {
+        const std::lock_guard lock(mu_);
+        out = status_;
+    }
+    if (parts_.models != nullptr) out["models"] = parts_.models->list()["models"];
+    return out;
+}
+
+void OtaManager::changed() {
+    if (on_change_) loop_.post(on_change_);
+}
+
+void OtaManager::setDomain(const std::string& domain, const std::string& state, const std::string& reason) {
+    if (!reason.empty()) log::warn("{}: {}: {}", domain, state, reason);
+    {
+        const std::lock_guard lock(mu_);
+        status_["domains"][domain] = state;
+        if (reason.empty()) {
+            status_["reasons"].erase(domain);
+        } else {
+            status_["reasons"][domain] = reason;
+        }
+    }
+    changed();
+}
+
+void OtaManager::loadOutcome() {
+    auto stored = store_.getOne(kOtaDb, kOutcomeKey);
+    if (!stored || !*stored) return;
+    auto j = json::parse(**stored, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) {
+        log::warn("ota: stored plan outcome is unreadable; the plan runs again");
+        return;
+    }
+    status_["bundle_version"] = j.value("bundle_version", json(nullptr));
+    if (j.contains("domains")) status_["domains"] = j["domains"];
+    if (j.contains("reasons")) status_["reasons"] = j["reasons"];
+}
+
+void OtaManager::persistOutcome() {
+    json outcome;
+    {
+        const std::lock_guard lock(mu_);
+        outcome = {{"bundle_version", status_["bundle_version"]},
+                   {"domains", status_["domains"]},
+                   {"reasons", status_["reasons"]}};
+    }
+    if (auto st = store_.putOne(kOtaDb, kOutcomeKey, outcome.dump()); !st) {
+        log::warn("ota: plan outcome not stored: {}", st.error().what());
+    }
+}
+
+void OtaManager::run(firmware::HealthCheck health) {
+    if (parts_.updater != nullptr) {
+        {
+            const std::lock_guard lock(mu_);
+            status_["firmware"] = firmwareJson(parts_.updater->record());
+        }
+        // Finish, commit or roll back whatever a reboot or a crash interrupted, before any plan.
+        if (auto st = parts_.updater->afterBoot(health); !st) {
+            log::error("firmware: after boot: {}", st.error().what());
+        }
+        const auto& r = parts_.updater->record();
+        {
+            const std::lock_guard lock(mu_);
+            status_["firmware"] = firmwareJson(r);
+            const auto domain = status_["domains"].value("firmware", std::string("none"));
+            if (firmware::isFinal(r.state) && (domain == "rebooting" || domain == "installing")) {
+                const bool ok = r.state == firmware::UpdateState::kCommitted;
+                status_["domains"]["firmware"] = ok ? "done" : "failed";
+                if (ok) {
+                    status_["reasons"].erase("firmware");
+                } else {
+                    status_["reasons"]["firmware"] = r.reason;
+                }
+            }
+        }
+        if (r.state == firmware::UpdateState::kRebooting) setDomain("firmware", "rebooting");
+        if (firmware::isFinal(r.state)) {
+            std::error_code ec;
+            // Installed or abandoned: the image is not needed any more.
+            for (const auto& entry : std::filesystem::directory_iterator(settings_.downloads_dir, ec)) {
+                if (entry.path().filename().string().starts_with("firmware-")) {
+                    std::filesystem::remove(entry.path(), ec);
+                }
+            }
+        }
+        persistOutcome();
+        changed();
+    }
+    reportRunning();
+    std::unique_lock lock(mu_);
+    std::optional<Plan> retry;
+    while (!stopping_) {
+        if (!pending_ && retry) {
+            cv_.wait_for(lock, settings_.retry_interval, [this] { return stopping_ || pending_.has_value(); });
+            if (stopping_) break;
+            if (!pending_) pending_ = std::move(retry);
+            retry.reset();
+        }
+        cv_.wait(lock, [this] { return stopping_ || pending_.has_value(); });
+        if (stopping_) break;
+        Plan plan = std::move(*pending_);
+        pending_.reset();
+        lock.unlock();
+        const bool finished = execute(*plan.bundle);
+        lock.lock();
+        if (!finished && !pending_) retry = std::move(plan);
+    }
+}
+
+void OtaManager::reportRunning() {
+    if (parts_.updater != nullptr) {
+        const auto& r = parts_.updater->record();
+        if (r.state == firmware::UpdateState::kCommitted && !r.target.sha256.empty()) {
+            installed("firmware", "firmware", r.target.version, r.target.sha256);
+        }
+    }
+    if (parts_.models != nullptr) {
+        const auto listed = parts_.models->list();
+        for (const auto& m : listed.value("models", json::array())) {
+            if (!m.contains("active") || !m["active"].is_object()) continue;
+            installed("model", m.value("name", ""), m["active"].value("version", ""), m["active"].value("sha256", ""));
+        }
+    }
+}
+
+bool OtaManager::execute(const bundle::Bundle& b) {
+    bool same_plan = false;
+    {
+        const std::lock_guard lock(mu_);
+        same_plan = status_["bundle_version"] == json(b.version);
+    }
+    auto domainState = [this](const char* d) {
+        const std::lock_guard lock(mu_);
+        return status_["domains"].value(d, std::string("none"));
+    };
+    if (!same_plan) {
+        {
+            const std::lock_guard lock(mu_);
+            status_["bundle_version"] = b.version;
+            status_["domains"] = {{"policies", "done"}, {"models", "pending"}, {"firmware", "pending"}};
+            status_["reasons"] = json::object();
+        }
+        persistOutcome();
+        changed();
+    }
+    bool transient = false;
+    // Models (and the policies the agent already switched) before firmware, which reboots.
+    const auto models = domainState("models");
+    if (models != "done" && models != "failed" && models != "none") {
+        if (auto err = doModels(b)) {
+            setDomain("models", "retrying", *err);
+            transient = true;
+        }
+        persistOutcome();
+    }
+    if (transient || cancelled()) return false;
+    const auto fw = domainState("firmware");
+    if (fw != "done" && fw != "failed" && fw != "none" && fw != "rebooting") {
+        if (auto err = doFirmware(b)) {
+            setDomain("firmware", "retrying", *err);
+            transient = true;
+        }
+        persistOutcome();
+    }
+    return !transient;
+}
+
+Status OtaManager::download(const bundle::Artifact& a, const std::filesystem::path& dest) {
+    if (parts_.fetcher == nullptr || settings_.artifact_base.empty()) {
+        return fail(SharedErrc::kConfig, "no artifact store configured (artifacts.url)");
+    }
+    std::error_code ec;
+    std::filesystem::create_directories(settings_.downloads_dir, ec);
+    const auto started = clock_.now();
+    const std::string kind(bundle::kindName(a.kind));
+    auto progress = [&](const FetchProgress& p) {
+        const auto elapsed = std::chrono::duration<double>(clock_.now() - started).count();
+        const double rate = elapsed > 0 ? static_cast<double>(p.done - p.resumed_from) / elapsed : 0.0;
+        json d = {{"kind", kind},       {"name", a.name},   {"version", a.version},
+                  {"done", p.done},     {"total", p.total}, {"resumed_from", p.resumed_from},
+                  {"rate_bytes_per_s", static_cast<std::uint64_t>(rate)}};
+        d["eta_s"] = rate > 0 ? json(static_cast<std::uint64_t>(static_cast<double>(p.total - p.done) / rate))
+                              : json(nullptr);
+        const std::lock_guard lock(mu_);
+        status_["download"] = std::move(d);
+    };
+    const ArtifactRef ref{settings_.artifact_base + a.url, a.sha256, a.size};
+    log::info("downloading {} {} {} ({} bytes)", kind, a.name, a.version, a.size);
+    auto st = parts_.fetcher->fetch(ref, dest, progress);
+    {
+        const std::lock_guard lock(mu_);
+        status_["download"] = nullptr;
+    }
+    if (!st) return fail(std::move(st.error()).wrap(fmt::format("download {} {} {}", kind, a.name, a.version)));
+    return {};
+}
+
+Status OtaManager::provenanceAllows(const bundle::Bundle& b, const bundle::Artifact& a) const {
+    const auto& entry = b.enforcement.provenance_entrypoint;
+    std::vector<policy::ModuleSource> modules;
+    for (const auto& [file, text] : b.policies) modules.push_back({file, text});
+    auto compiled = policy::Policy::compile(modules);
+    if (!compiled) return fail(std::move(compiled.error()).wrap("provenance policy"));
+    auto query = (*compiled)->prepare(entry);
+    if (!query) return fail(std::move(query.error()).wrap("provenance entry point " + entry));
+    const json input = {{"model",
+                         {{"name", a.name}, {"version", a.version}, {"sha256", a.sha256},
+                          {"size", a.size}, {"provenance", a.provenance}}}};
+    auto input_value = policy::parseJson(input.dump());
+    if (!input_value) return fail(std::move(input_value.error()).wrap("provenance input"));
+    auto data = policy::parseJson(b.data.dump());
+    if (!data) return fail(std::move(data.error()).wrap("bundle data"));
+    policy::EvalOptions options;
+    options.input = std::move(*input_value);
+    options.data = std::move(*data);
+    options.timeout = std::chrono::seconds(1);
+    auto result = query->evalValue(options);
+    if (!result) return fail(std::move(result.error()).wrap("provenance policy " + entry));
+    // Secure default: a bundle that ships models must say what provenance it accepts.
+    if (!*result) return fail(SharedErrc::kNotFound, fmt::format("{} is undefined: no provenance policy", entry));
+    const auto& deny = **result;
+    if ((deny.isSet() || deny.isArray()) && deny.size() == 0) return {};
+    return fail(SharedErrc::kInvalidArgument, fmt::format("denied by {}: {}", entry, deny.toJson()));
+}
+
+std::optional<std::string> OtaManager::doModels(const bundle::Bundle& b) {
+    std::vector<const bundle::Artifact*> wanted;
+    for (const auto& a : b.artifacts) {
+        if (a.kind == bundle::ArtifactKind::kModel) wanted.push_back(&a);
+    }
+    if (wanted.empty()) {
+        setDomain("models", "none");
+        return std::nullopt;
+    }
+    if (parts_.models == nullptr) {
+        setDomain("models", "failed", "this device has no model store");
+        return std::nullopt;
+    }
+    std::vector<std::string> failures;
+    for (const auto* a : wanted) {
+        if (cancelled()) return "stopped";
+        auto active = parts_.models->active(a->name);
+        if (active && *active && (*active)->sha256 == a->sha256) continue;  // already in force
+        const ModelVersion version{a->name, a->version, a->sha256, a->size, a->provenance, 0};
+        // Policy before bytes: a denied model is never downloaded.
+        if (auto allowed = provenanceAllows(b, *a); !allowed) {
+            const auto reason = fmt::format("model {} {}: {}", a->name, a->version, allowed.error().what());
+            log::warn("{}", reason);
+            (void)parts_.models->reject(version, allowed.error().what());
+            failures.push_back(reason);
+            continue;
+        }
+        setDomain("models", "downloading");
+        const auto file = settings_.downloads_dir / fmt::format("model-{}", a->sha256);
+        if (auto st = download(*a, file); !st) {
+            // Digest or size errors mean the store serves something else: final for this bundle.
+            if (st.error().code().category() == fetchCategory() &&
+                (st.error().code() == FetchErrc::kDigest || st.error().code() == FetchErrc::kSize)) {
+                (void)parts_.models->reject(version, st.error().what());
+                failures.push_back(st.error().what());
+                continue;
+            }
+            return st.error().what();
+        }
+        setDomain("models", "activating");
+        if (auto st = parts_.models->stage(version, file); !st) {
+            failures.push_back(fmt::format("model {} {}: stage: {}", a->name, a->version, st.error().what()));
+            continue;
+        }
+        auto outcome = parts_.models->activate(a->name, a->sha256);
+        if (!outcome) {
+            failures.push_back(fmt::format("model {} {}: activate: {}", a->name, a->version, outcome.error().what()));
+        } else if (outcome->rolled_back) {
+            failures.push_back(fmt::format("model {} {}: not ready, rolled back: {}", a->name, a->version,
+                                           outcome->reason));
+        } else {
+            log::info("model {} {} active", a->name, a->version);
+            installed("model", a->name, a->version, a->sha256);
+        }
+    }
+    if (failures.empty()) {
+        setDomain("models", "done");
+    } else {
+        std::string reason;
+        for (const auto& f : failures) reason += (reason.empty() ? "" : "; ") + f;
+        setDomain("models", "failed", reason);
+    }
+    return std::nullopt;
+}
+
+std::optional<std::string> OtaManager::doFirmware(const bundle::Bundle& b) {
+    const auto* fw = b.firmware();
+    if (fw == nullptr) {
+        setDomain("firmware", "none");
+        return std::nullopt;
+    }
+    auto* updater = parts_.updater;
+    if (updater == nullptr) {
+        setDomain("firmware", "failed", "firmware updates are not configured on this device (firmware.*)");
+        return std::nullopt;
+    }
+    const auto& r = updater->record();
+    if (!firmware::isFinal(r.state)) {
+        setDomain("firmware", "rebooting");
+        return std::nullopt;
+    }
+    if (fw->version == r.current_version) {
+        setDomain("firmware", "done");
+        return std::nullopt;
+    }
+    // The version that failed last is tried again only for a newer bundle than the one that
+    // asked for it then.
+    bool retry_failed = false;
+    if (fw->version == r.last_failed_version) {
+        std::uint64_t asked_by = 0;
+        if (auto stored = store_.getOne(kOtaDb, kFirmwareRequestKey); stored && *stored) {
+            auto j = json::parse(**stored, nullptr, false);
+            if (j.is_object() && j.value("version", "") == fw->version) asked_by = j.value("bundle_version", 0ull);
+        }
+        if (b.version <= asked_by) {
+            setDomain("firmware", "failed",
+                      fmt::format("firmware {} failed before ({}); a newer bundle must ask for it again",
+                                  fw->version, r.reason));
+            return std::nullopt;
+        }
+        retry_failed = true;
+    }
+    setDomain("firmware", "downloading");
+    const auto file = settings_.downloads_dir / fmt::format("firmware-{}", fw->sha256);
+    if (auto st = download(*fw, file); !st) {
+        if (st.error().code().category() == fetchCategory() &&
+            (st.error().code() == FetchErrc::kDigest || st.error().code() == FetchErrc::kSize)) {
+            setDomain("firmware", "failed", st.error().what());
+            return std::nullopt;
+        }
+        return st.error().what();
+    }
+    if (cancelled()) return "stopped";
+    const json request = {{"bundle_version", b.version}, {"version", fw->version}};
+    if (auto st = store_.putOne(kOtaDb, kFirmwareRequestKey, request.dump()); !st) return st.error().what();
+    setDomain("firmware", "installing");
+    // Persist "rebooting" first: once the reboot is requested the process may stop at any time,
+    // and after it the plan is finished by afterBoot(), not repeated.
+    auto st = updater->start({fw->version, fw->sha256, fw->size}, file, retry_failed);
+    if (!st) {
+        std::error_code ec;
+        std::filesystem::remove(file, ec);
+        setDomain("firmware", "failed", updater->record().reason.empty() ? st.error().what() : updater->record().reason);
+        return std::nullopt;
+    }
+    setDomain("firmware", "rebooting");
+    return std::nullopt;
+}
+
+}  // namespace edge::edged

@@ -1,0 +1,131 @@
+#pragma once
+// OtaManager: carries out the artifacts of the applied bundle (issue 6) on one worker thread.
+//
+// Each applied bundle is a plan with three domains, done in this order:
+//   policies  switched by the agent when it applied the bundle (always "done" here);
+//   models    per model: the provenance policy first (no download for a denied model), then
+//             download (resumable, size-bounded, digest-checked), stage, activate atomically
+//             with the readiness check, which rolls back on failure;
+//   firmware  last, because it reboots: download, then Updater::start (install into the
+//             inactive slot, arm it once, request the reboot). After the reboot, start() runs
+//             Updater::afterBoot with the daemon's health check, which commits or falls back.
+// A newer bundle replaces a plan that has not started its next step. Transient failures
+// (network, artifact store) are retried every retry_interval; a refusal (policy, digest, health)
+// is final for that bundle version and is reported with its reason. The plan's outcome is kept
+// in LMDB (db "ota"), so a restart neither repeats a finished plan nor forgets its result.
+// A failed firmware version is tried again only when a newer bundle asks for it.
+//
+// statusJson() is safe from any thread (the loop reads it for status reports and the API).
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "edged/artifact_fetcher.hpp"
+#include "edged/model_store.hpp"
+#include "firmware/updater.hpp"
+#include "shared/bundle/bundle.hpp"
+#include "shared/core/clock.hpp"
+#include "shared/loop/event_loop.hpp"
+#include "shared/store/store.hpp"
+
+namespace edge::edged {
+
+struct OtaSettings {
+    /// Where artifact URLs ("/v1/artifacts/<sha256>") are fetched from, e.g.
+    /// "https://cp.example:8443". Empty: bundles with artifacts fail their domains.
+    std::string artifact_base;
+    /// Downloads and their .part files (resumed after a restart).
+    std::filesystem::path downloads_dir;
+    std::chrono::milliseconds retry_interval{std::chrono::seconds(30)};
+};
+
+/// The optional parts; null ones make the matching domain fail with a clear reason.
+struct OtaParts {
+    ArtifactFetcher* fetcher = nullptr;
+    firmware::Updater* updater = nullptr;
+    ModelStore* models = nullptr;
+};
+
+inline constexpr std::string_view kOtaDb = "ota";
+
+class OtaManager {
+public:
+    OtaManager(EventLoop& loop, const Clock& clock, store::Store& store, OtaSettings settings);
+    ~OtaManager();
+    OtaManager(const OtaManager&) = delete;
+    OtaManager& operator=(const OtaManager&) = delete;
+
+    /// Hooks for firmware::Updater::open (status on each transition, install progress).
+    [[nodiscard]] firmware::UpdaterHooks updaterHooks();
+    /// Set before start().
+    void setParts(OtaParts parts) { parts_ = parts; }
+    /// Runs on the loop thread after each notable change (publish a status report).
+    void onChange(std::function<void()> fn) { on_change_ = std::move(fn); }
+    /// What now runs: called (on the worker) for each activated model, for the committed
+    /// firmware, and at start for what already runs (attestation measures it). Set before start().
+    using InstalledFn = std::function<void(const std::string& kind, const std::string& name,
+                                           const std::string& version, const std::string& sha256)>;
+    void onInstalled(InstalledFn fn) { on_installed_ = std::move(fn); }
+
+    /// Starts the worker: finishes whatever firmware update a reboot or crash interrupted
+    /// (afterBoot with health), then carries out the plan of applied (null: none yet).
+    void start(std::shared_ptr<const bundle::Bundle> applied, firmware::HealthCheck health);
+    /// A new bundle was applied (any thread): it becomes the plan.
+    void bundleApplied(std::shared_ptr<const bundle::Bundle> bundle);
+    /// Stops the worker after its current step (a download is cut at its next chunk).
+    void stop();
+
+    /// {"bundle_version", "domains": {"policies","models","firmware"}, "reasons": {...},
+    ///  "download": {...}|null, "firmware": {...}|null, "models": [...]} (docs/ota.md).
+    [[nodiscard]] nlohmann::json statusJson() const;
+
+private:
+    struct Plan {
+        std::shared_ptr<const bundle::Bundle> bundle;
+    };
+
+    void run(firmware::HealthCheck health);
+    /// One pass over the plan; false when something transient failed (retry later).
+    bool execute(const bundle::Bundle& b);
+    /// nullopt: done or refused (final); an error string: transient, retry.
+    std::optional<std::string> doModels(const bundle::Bundle& b);
+    std::optional<std::string> doFirmware(const bundle::Bundle& b);
+    Status download(const bundle::Artifact& a, const std::filesystem::path& dest);
+    [[nodiscard]] Status provenanceAllows(const bundle::Bundle& b, const bundle::Artifact& a) const;
+
+    void setDomain(const std::string& domain, const std::string& state, const std::string& reason = {});
+    void changed();
+    void persistOutcome();
+    void loadOutcome();
+    [[nodiscard]] bool cancelled();
+
+    EventLoop& loop_;
+    const Clock& clock_;
+    store::Store& store_;
+    OtaSettings settings_;
+    OtaParts parts_;
+    std::function<void()> on_change_;
+    InstalledFn on_installed_;
+    void installed(const std::string& kind, const std::string& name, const std::string& version,
+                   const std::string& sha256) {
+        if (on_installed_) on_installed_(kind, name, version, sha256);
+    }
+    void reportRunning();
+
+    mutable std::mutex mu_;
+    std::condition_variable cv_;
+    std::optional<Plan> pending_;  // newest plan not yet taken by the worker
+    bool stopping_ = false;
+    nlohmann::json status_;        // guarded by mu_
+    std::thread worker_;
+};
+
+}  // namespace edge::edged

@@ -1,0 +1,28 @@
+#pragma once
+// unique_ptr owners for OpenSSL objects, for the .cpp files that use OpenSSL directly
+// (never include from a public header: OpenSSL stays behind security/crypto.hpp).
+#include <memory>
+
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+
+namespace edge::security::ossl {
+
+template <auto Free>
+struct Deleter {
+    template <class T>
+    void operator()(T* p) const {
+        Free(p);
+    }
+};
+using BioPtr = std::unique_ptr<BIO, Deleter<&BIO_free_all>>;
+using PkeyPtr = std::unique_ptr<EVP_PKEY, Deleter<&EVP_PKEY_free>>;
+using PkeyCtxPtr = std::unique_ptr<EVP_PKEY_CTX, Deleter<&EVP_PKEY_CTX_free>>;
+using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, Deleter<&EVP_MD_CTX_free>>;
+using CipherCtxPtr = std::unique_ptr<EVP_CIPHER_CTX, Deleter<&EVP_CIPHER_CTX_free>>;
+using EcdsaSigPtr = std::unique_ptr<ECDSA_SIG, Deleter<&ECDSA_SIG_free>>;
+using BignumPtr = std::unique_ptr<BIGNUM, Deleter<&BN_free>>;
+
+}  // namespace edge::security::ossl

@@ -1,0 +1,354 @@
+// OTA end to end with the real programs: the control plane serves firmware images and models
+// from its artifact store over mutual TLS; edged downloads them, checks model provenance with
+// the bundle's Rego, activates models, installs firmware into the inactive slot of the
+// file-backed boot control and asks for a reboot. The test plays the machine: a reboot is a
+// SIGKILL of edged, `edged bootloader` (the simulated bootloader), and a new edged.
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "security/crypto.hpp"
+#include "shared/http/http.hpp"
+#include "tests/integration/fleet_harness.hpp"
+#include "tests/support/ports.hpp"
+#include "tests/support/test_pki.hpp"
+
+using namespace edge;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string pattern(std::size_t size, unsigned seed) {
+    std::string out(size, '\0');
+    for (std::size_t i = 0; i < size; ++i) out[i] = static_cast<char>((i * (seed * 2 + 1) + i / 4093 + seed) & 0xff);
+    return out;
+}
+
+/// `controlplane artifact-add`: the digest.
+std::string addArtifact(test::FleetHarness& fleet, const std::string& name, const std::string& content) {
+    const auto file = fleet.dir / name;
+    test::writeFile(file, content);
+    auto added = test::runCommand({test::binary("controlplane").string(), "artifact-add", "-c",
+                                   (fleet.dir / "controlplane.yaml").string(), file.string()});
+    INFO(added.err);
+    REQUIRE(added.exit_code == 0);
+    return security::sha256Hex(content);
+}
+
+nlohmann::json getJson(const test::FleetHarness& fleet, const std::string& id, const std::string& target) {
+    auto res = http::requestUnix(fleet.socket(id), "GET", target, {}, {std::chrono::seconds(2)});
+    if (!res || res->status != 200) return nullptr;
+    auto j = nlohmann::json::parse(res->body, nullptr, false);
+    return j.is_discarded() ? nlohmann::json(nullptr) : j;
+}
+
+std::size_t reboots(const test::FleetHarness& fleet, const std::string& id) {
+    std::ifstream in(fleet.dir / (id + ".reboots"));
+    std::size_t n = 0;
+    for (std::string line; std::getline(in, line);) ++n;
+    return n;
+}
+
+/// The machine reboots: edged dies, the bootloader picks a slot, edged starts again.
+std::string reboot(test::FleetHarness& fleet, const std::string& id) {
+    fleet.killDevice(id);
+    auto boot = test::runCommand({test::binary("edged").string(), "bootloader", "-c",
+                                  (fleet.dir / (id + ".yaml")).string()});
+    INFO(boot.err);
+    REQUIRE(boot.exit_code == 0);
+    fleet.startDevice(id);
+    return boot.out;
+}
+
+/// A device's artifact store client and file-backed A/B slots; a reboot request appends a line
+/// to <id>.reboots.
+void configureOta(test::FleetHarness& fleet, const std::string& id, int artifacts_port, const test::TestPki& pki,
+                  const std::string& extra_firmware_keys) {
+    const auto state = fleet.dir / "state" / id;
+    fleet.appendDeviceConfig(
+        id, fmt::format("artifacts:\n  url: https://127.0.0.1:{}\n  retry_interval: 200ms\n"
+                        "  tls:\n    ca: {}\n    cert: {}\n    key: {}\n"
+                        "firmware:\n  backend: file\n  slot_a: {}\n  slot_b: {}\n  env_file: {}\n"
+                        "  booted_file: {}\n  reboot_command: [/bin/sh, -c, 'echo reboot >> {}']\n{}",
+                        artifacts_port, pki.crt("ca").string(), pki.crt("client").string(),
+                        pki.key("client").string(), (state / "slot-a.img").string(), (state / "slot-b.img").string(),
+                        (state / "bootenv").string(), (state / "booted").string(),
+                        (fleet.dir / (id + ".reboots")).string(), extra_firmware_keys));
+}
+
+std::string firmwareState(const nlohmann::json& ota) {
+    if (ota.is_null() || !ota.contains("firmware") || !ota["firmware"].is_object()) return "";
+    return ota["firmware"].value("state", "");
+}
+
+}  // namespace
+
+TEST_CASE("OTA: models and A/B firmware from the artifact store, with provenance, health check and rollback",
+          "[integration][ota]") {
+    test::FleetHarness fleet;
+    test::TestPki pki;
+    const int artifacts_port = fleet.enableArtifactStore(pki);
+
+    const auto image = pattern((3u << 20) + 12345, 1);
+    const auto model = pattern(200000, 2);
+    const auto unfair_model = pattern(150000, 3);
+    const auto corrupt_image = pattern(1u << 20, 4);
+    const auto image_sha = addArtifact(fleet, "rootfs-2.0.0.img", image);
+    const auto model_sha = addArtifact(fleet, "detector-7.onnx", model);
+    const auto unfair_sha = addArtifact(fleet, "classifier-3.onnx", unfair_model);
+    const auto corrupt_sha = addArtifact(fleet, "rootfs-9.9.img", corrupt_image);
+    // The store's copy is damaged after it was added: same size, other bytes.
+    {
+        auto damaged = corrupt_image;
+        damaged[1000] = static_cast<char>(damaged[1000] ^ 0x55);
+        const auto path = fleet.dir / "state/cp/artifacts" / corrupt_sha;
+        std::filesystem::permissions(path, std::filesystem::perms::owner_write, std::filesystem::perm_options::add);
+        test::writeFile(path, damaged);
+    }
+
+    // gpu-edge (edge-1, edge-2): a model that passes the provenance policy and firmware 2.0.0.
+    // npu-lab (edge-3): a model the policy denies, and firmware whose stored bytes are corrupt.
+    const auto fleet_yaml = fleet.dir / "fleet/fleet.yaml";
+    auto text = test::readFile(fleet_yaml);
+    const std::string gpu_artifacts = fmt::format(
+        "    artifacts:\n"
+        "      - {{kind: firmware, name: rootfs, version: \"2.0.0\", sha256: {}}}\n"
+        "      - kind: model\n"
+        "        name: detector\n"
+        "        version: \"7\"\n"
+        "        sha256: {}\n"
+        "        provenance: {{source: registry.example.com/vision, datasets: [coco-2017], metrics: {{fairness: 0.91}}}}\n",
+        image_sha, model_sha);
+    const std::string npu = fmt::format(
+        "  npu-lab:\n"
+        "    policies:\n"
+        "      - policies/locality.rego\n"
+        "      - policies/provenance.rego\n"
+        "    data:\n"
+        "      - data/locality.yaml\n"
+        "      - data/provenance.yaml\n"
+        "    artifacts:\n"
+        "      - {{kind: firmware, name: rootfs, version: \"9.9\", sha256: {}}}\n"
+        "      - kind: model\n"
+        "        name: classifier\n"
+        "        version: \"3\"\n"
+        "        sha256: {}\n"
+        "        provenance: {{source: registry.example.com/vision, datasets: [coco-2017], metrics: {{fairness: 0.62}}}}\n",
+        corrupt_sha, unfair_sha);
+    const auto npu_at = text.find("  npu-lab:\n");
+    const auto devices_at = text.find("\ndevices:");
+    REQUIRE(npu_at != std::string::npos);
+    REQUIRE(devices_at != std::string::npos);
+    text = text.substr(0, npu_at) + gpu_artifacts + npu + text.substr(devices_at);
+    test::writeFile(fleet_yaml, text);
+    fleet.startControlPlane();  // reads the new fleet, serves the artifacts
+
+    for (const auto* id : {"edge-1", "edge-2", "edge-3"}) {
+        const auto state = fleet.dir / "state" / id;
+        std::filesystem::create_directories(state);
+        test::writeFile(state / "slot-a.img", "factory image A");
+        const std::string health = std::string(id) == "edge-2" ? "  health_command: [/bin/false]\n" : "";
+        configureOta(fleet, id, artifacts_port, pki, health);
+    }
+    // Power on: the bootloader runs before the daemon.
+    for (const auto* id : {"edge-1", "edge-2", "edge-3"}) {
+        auto boot = test::runCommand({test::binary("edged").string(), "bootloader", "-c",
+                                      (fleet.dir / (std::string(id) + ".yaml")).string()});
+        INFO(boot.err);
+        REQUIRE(boot.exit_code == 0);
+        CHECK_THAT(boot.out, Catch::Contains("booted slot A"));
+    }
+    fleet.startAllDevices();
+
+    // edge-1 and edge-2: the model is active, the firmware installed into slot B, reboot asked.
+    for (const auto* id : {"edge-1", "edge-2"}) {
+        INFO(id);
+        REQUIRE(test::waitUntil([&] { return reboots(fleet, id) == 1; }, 30s));
+        const auto ota = getJson(fleet, id, "/v1/ota");
+        INFO(ota.dump());
+        CHECK(ota["bundle_version"].is_number());
+        CHECK(ota["domains"]["policies"] == "done");
+        CHECK(ota["domains"]["models"] == "done");
+        CHECK(ota["domains"]["firmware"] == "rebooting");
+        CHECK(firmwareState(ota) == "rebooting");
+        const auto models = getJson(fleet, id, "/v1/models");
+        INFO(models.dump());
+        REQUIRE(models["models"].size() == 1);
+        const auto& detector = models["models"][0];
+        CHECK(detector["name"] == "detector");
+        CHECK(detector["active"]["version"] == "7");
+        CHECK(detector["active"]["sha256"] == model_sha);
+        CHECK(test::readFile(detector["active"]["path"].get<std::string>()) == model);
+        CHECK(test::readFile(fleet.dir / "state" / id / "slot-b.img").substr(0, image.size()) == image);
+    }
+
+    // edge-3: provenance denied before any download; the corrupt firmware fails its digest.
+    {
+        REQUIRE(test::waitUntil(
+            [&] {
+                const auto ota = getJson(fleet, "edge-3", "/v1/ota");
+                return !ota.is_null() && ota["domains"]["firmware"] == "failed";
+            },
+            30s));
+        const auto ota = getJson(fleet, "edge-3", "/v1/ota");
+        INFO(ota.dump());
+        CHECK(ota["domains"]["models"] == "failed");
+        CHECK_THAT(ota["reasons"]["models"].get<std::string>(), Catch::Contains("fairness 0.62 is below 0.8"));
+        CHECK_THAT(ota["reasons"]["firmware"].get<std::string>(), Catch::Contains("sha256"));
+        CHECK_FALSE(std::filesystem::exists(fleet.dir / "state/edge-3/downloads" / ("model-" + unfair_sha)));
+        CHECK_FALSE(std::filesystem::exists(fleet.dir / "state/edge-3/slot-b.img"));
+        const auto models = getJson(fleet, "edge-3", "/v1/models");
+        INFO(models.dump());
+        REQUIRE(models["models"].size() == 1);
+        CHECK(models["models"][0]["active"].is_null());
+        CHECK_THAT(models["models"][0]["last_error"].dump(), Catch::Contains("fairness"));
+        CHECK(reboots(fleet, "edge-3") == 0);
+    }
+
+    // edge-1 reboots into slot B, passes the health check and commits.
+    CHECK_THAT(reboot(fleet, "edge-1"), Catch::Contains("booted slot B"));
+    REQUIRE(test::waitUntil([&] { return firmwareState(getJson(fleet, "edge-1", "/v1/ota")) == "committed"; }, 30s));
+    {
+        const auto ota = getJson(fleet, "edge-1", "/v1/ota");
+        INFO(ota.dump());
+        CHECK(ota["firmware"]["current_version"] == "2.0.0");
+        CHECK(ota["domains"]["firmware"] == "done");
+        CHECK(ota["domains"]["models"] == "done");
+        CHECK(test::readFile(fleet.dir / "state/edge-1/bootenv").find("BOOT_ORDER=B A") != std::string::npos);
+        // The image is not kept once installed.
+        CHECK_FALSE(std::filesystem::exists(fleet.dir / "state/edge-1/downloads" / ("firmware-" + image_sha)));
+    }
+
+    // edge-2 reboots into B, fails its health check, goes back to A and reports why.
+    CHECK_THAT(reboot(fleet, "edge-2"), Catch::Contains("booted slot B"));
+    REQUIRE(test::waitUntil([&] { return reboots(fleet, "edge-2") == 2; }, 30s));
+    CHECK_THAT(reboot(fleet, "edge-2"), Catch::Contains("booted slot A"));
+    REQUIRE(test::waitUntil([&] { return firmwareState(getJson(fleet, "edge-2", "/v1/ota")) == "failed"; }, 30s));
+    {
+        const auto ota = getJson(fleet, "edge-2", "/v1/ota");
+        INFO(ota.dump());
+        CHECK(ota["firmware"]["current_version"] == "");
+        CHECK(ota["firmware"]["last_failed_version"] == "2.0.0");
+        CHECK_THAT(ota["firmware"]["reason"].get<std::string>(), Catch::Contains("health"));
+        CHECK(ota["domains"]["firmware"] == "failed");
+        CHECK(ota["domains"]["models"] == "done");
+    }
+    // The same bundle does not try the failed version again, across restarts too.
+    fleet.killDevice("edge-2");
+    fleet.startDevice("edge-2");
+    REQUIRE(test::waitUntil([&] { return !getJson(fleet, "edge-2", "/v1/ota").is_null(); }, 10s));
+    std::this_thread::sleep_for(1500ms);
+    CHECK(reboots(fleet, "edge-2") == 2);
+    CHECK(getJson(fleet, "edge-2", "/v1/ota")["domains"]["firmware"] == "failed");
+
+    // The status topic carries the same, so the control plane sees it.
+    REQUIRE(test::waitUntil(
+        [&] {
+            const auto d = fleet.device("edge-1");
+            return !d.is_null() && firmwareState(d["ota"]) == "committed";
+        },
+        15s));
+
+    // edged status reads the outcome from LMDB with the daemon stopped.
+    fleet.killDevice("edge-1");
+    const auto local = fleet.localStatus("edge-1");
+    INFO(local.dump());
+    CHECK(local["ota"]["firmware"]["state"] == "committed");
+    CHECK(local["ota"]["firmware"]["current_version"] == "2.0.0");
+    CHECK(local["ota"]["domains"]["firmware"] == "done");
+}
+
+TEST_CASE("OTA: SIGKILL at random instants of download, model switch, slot write and reboot never leaves a bad device",
+          "[integration][ota][crash]") {
+    test::FleetHarness fleet;
+    test::TestPki pki;
+    const int artifacts_port = fleet.enableArtifactStore(pki);
+    const auto image = pattern(48u << 20, 5);
+    const auto model = pattern(8u << 20, 6);
+    const auto image_sha = addArtifact(fleet, "rootfs-3.0.0.img", image);
+    const auto model_sha = addArtifact(fleet, "detector-8.onnx", model);
+    const auto fleet_yaml = fleet.dir / "fleet/fleet.yaml";
+    auto text = test::readFile(fleet_yaml);
+    const auto npu_at = text.find("  npu-lab:\n");
+    REQUIRE(npu_at != std::string::npos);
+    text.insert(npu_at, fmt::format(
+        "    artifacts:\n"
+        "      - {{kind: firmware, name: rootfs, version: \"3.0.0\", sha256: {}}}\n"
+        "      - {{kind: model, name: detector, version: \"8\", sha256: {}, provenance: {{source: "
+        "registry.example.com/vision, datasets: [coco-2017], metrics: {{fairness: 0.9}}}}}}\n",
+        image_sha, model_sha));
+    test::writeFile(fleet_yaml, text);
+    fleet.startControlPlane();
+
+    const std::string id = "edge-1";
+    const auto state = fleet.dir / "state" / id;
+    std::filesystem::create_directories(state);
+    test::writeFile(state / "slot-a.img", "factory image A");
+    configureOta(fleet, id, artifacts_port, pki, "");
+    const auto cfg = (fleet.dir / (id + ".yaml")).string();
+    auto bootloader = [&] {
+        auto boot = test::runCommand({test::binary("edged").string(), "bootloader", "-c", cfg});
+        INFO(boot.err);
+        REQUIRE(boot.exit_code == 0);
+        return boot.out;
+    };
+    bootloader();
+
+    // Kill edged after a pseudo-random delay, again and again; when it asked for a reboot, the
+    // kill is the reboot and the bootloader runs. Deterministic seed: the same delays each run.
+    std::uint32_t seed = 12345;
+    std::size_t seen_reboots = 0;
+    int kills = 0;
+    bool committed = false;
+    for (int round = 0; round < 60 && !committed; ++round) {
+        fleet.startDevice(id);
+        seed = seed * 1103515245u + 12345u;
+        const auto delay = std::chrono::milliseconds(10 + (seed >> 8) % 200);
+        const auto until = std::chrono::steady_clock::now() + delay;
+        while (std::chrono::steady_clock::now() < until) {
+            if (firmwareState(getJson(fleet, id, "/v1/ota")) == "committed") {
+                committed = true;
+                break;
+            }
+            std::this_thread::sleep_for(5ms);
+        }
+        if (committed) break;
+        fleet.killDevice(id);
+        ++kills;
+        // A power cut at any time: the model link is whole or absent, never a partial file.
+        const auto link = state / "models/current/detector";
+        if (std::filesystem::exists(link)) CHECK(test::readFile(link) == model);
+        if (reboots(fleet, id) > seen_reboots) {
+            seen_reboots = reboots(fleet, id);
+            bootloader();
+        }
+    }
+    if (!committed) {
+        // Let it finish undisturbed (the last kill may have been a reboot request).
+        fleet.startDevice(id);
+        for (int i = 0; i < 5 && !committed; ++i) {
+            committed = test::waitUntil(
+                [&] { return firmwareState(getJson(fleet, id, "/v1/ota")) == "committed"; }, 10s);
+            if (!committed && reboots(fleet, id) > seen_reboots) {
+                seen_reboots = reboots(fleet, id);
+                fleet.killDevice(id);
+                bootloader();
+                fleet.startDevice(id);
+            }
+        }
+    }
+    INFO("kills: " << kills << ", reboots: " << seen_reboots);
+    REQUIRE(committed);
+    CHECK(kills >= 5);
+    const auto ota = getJson(fleet, id, "/v1/ota");
+    INFO(ota.dump());
+    CHECK(ota["firmware"]["current_version"] == "3.0.0");
+    CHECK(ota["domains"]["models"] == "done");
+    CHECK(test::readFile(state / "slot-b.img").substr(0, image.size()) == image);
+    CHECK(test::readFile(state / "models/current/detector") == model);
+    CHECK(test::readFile(state / "bootenv").find("BOOT_ORDER=B A") != std::string::npos);
+    CHECK(test::readFile(state / "booted").find('B') != std::string::npos);
+}
