@@ -48,6 +48,10 @@ Status ControlPlane::start() {
     mqtt_.subscribe(fmt::format("{}/dev/+/status", settings_.topic_prefix), 1);
     mqtt_.subscribe(fmt::format("{}/dev/+/decisions", settings_.topic_prefix), 1);
     mqtt_.subscribe(fmt::format("{}/dev/+/telemetry", settings_.topic_prefix), 1);
+    // Only what devices send: the control plane's own attest/* messages must not come back.
+    for (const char* leaf : {"enroll", "activate", "quote"}) {
+        mqtt_.subscribe(fmt::format("{}/dev/+/attest/{}", settings_.topic_prefix, leaf), 1);
+    }
     mqtt_.start();
     refresh_timer_ = loop_.after(settings_.refresh_interval, [this] { refreshExpiring(); });
     return {};
@@ -82,7 +86,10 @@ Result<ReloadReport> ControlPlane::apply(CompiledFleet fleet, bool force_refresh
     const auto now = clock_.unixSeconds();
     const auto ttl = settings_.bundle_ttl.count();
     std::map<std::string, DesiredRecord> changed;
-    for (auto& [id, content] : fleet.bundles) {
+    for (auto& [id, group_content] : fleet.bundles) {
+        // A quarantined device gets no artifacts and a policy that admits nothing new.
+        const auto quarantine = attestation_ ? attestation_->quarantined(id) : std::nullopt;
+        auto content = quarantine ? AttestationService::quarantine(group_content, *quarantine) : group_content;
         const auto digest = content.contentDigest();
         const auto* current = registry_.desiredFor(id);
         const bool stale = current != nullptr && current->expires_at - now < ttl / 2;
@@ -96,6 +103,7 @@ Result<ReloadReport> ControlPlane::apply(CompiledFleet fleet, bool force_refresh
         if (!jws) return fail(std::move(jws.error()).wrap(fmt::format("sign bundle for '{}'", id)));
         changed[id] = DesiredRecord{content.version, digest, content.issued_at, content.expires_at,
                                     std::move(*jws)};
+        if (attestation_) attestation_->onSigned(id, content);
     }
     // Persist before publishing: a crash after publish must not reuse a version number.
     if (auto st = registry_.commitDesired(changed); !st) {
@@ -142,10 +150,42 @@ void ControlPlane::onMessage(const mqtt::Message& message) {
     if (!bundle::isValidDeviceId(id) || !fleet_.devices.contains(id)) return;
     if (message.payload.empty()) return;
     if (leaf == "decisions" || leaf == "telemetry") return onStream(id, leaf, message.payload);
+    if (leaf.starts_with("attest/")) {
+        if (attestation_) attestation_->onMessage(id, leaf, message.payload);
+        return;
+    }
     if (leaf != "status") return;
+    const auto* before = registry_.reportedFor(id);
+    const std::uint64_t applied_before = before && before->applied_version ? *before->applied_version : 0;
     if (!registry_.applyStatus(id, message.payload)) {
         log::warn("ignored malformed status from '{}'", id);
+        return;
     }
+    const auto* after = registry_.reportedFor(id);
+    // A newly applied bundle was measured: ask the device to prove it.
+    if (attestation_ && after && after->applied_version && applied_before != 0 &&
+        *after->applied_version != applied_before) {
+        attestation_->onApplied(id);
+    }
+}
+
+void ControlPlane::setAttestation(AttestationService* attestation) {
+    attestation_ = attestation;
+    if (attestation_ == nullptr) return;
+    attestation_->setHooks({[this](const std::string&) { reissue(); },
+                            [this](const std::string& id) {
+                                const auto* r = registry_.reportedFor(id);
+                                return r != nullptr && r->online;
+                            }});
+}
+
+void ControlPlane::reissue() {
+    auto report = apply(fleet_, false);
+    if (!report) {
+        log::error("re-issuing bundles failed: {}", report.error().what());
+        return;
+    }
+    for (const auto& id : report->changed) publishDesired(id);
 }
 
 void ControlPlane::onStream(const std::string& id, const std::string& stream,
@@ -201,6 +241,7 @@ nlohmann::json ControlPlane::deviceJson(const std::string& id) const {
         j["last_error"] = nullptr;
         j["in_sync"] = false;
         j["ota"] = nullptr;
+        if (attestation_) j["attestation"] = attestation_->stateOf(id);
         return j;
     }
     j["applied_version"] = reported->applied_version ? nlohmann::json(*reported->applied_version)
@@ -211,7 +252,21 @@ nlohmann::json ControlPlane::deviceJson(const std::string& id) const {
     j["last_error"] = reported->last_error;
     j["in_sync"] = desired != nullptr && reported->applied_version == desired->version;
     j["ota"] = reported->ota;
+    if (attestation_) j["attestation"] = attestation_->stateOf(id);
     return j;
+}
+
+http::Response ControlPlane::attestationResponse(const std::string& id, const std::string& action,
+                                                 const http::Request& request) {
+    if (attestation_ == nullptr) return http::errorResponse(404, "attestation is not enabled");
+    if (action == "attestation") {
+        if (request.method != "GET") return http::errorResponse(405, "use GET");
+        return {200, "application/json", attestation_->deviceJson(id).dump() + "\n"};
+    }
+    if (request.method != "POST") return http::errorResponse(405, "use POST");
+    auto st = action == "attest" ? attestation_->challenge(id, "operator") : attestation_->reenroll(id);
+    if (!st) return http::errorResponse(409, st.error().what());
+    return {202, "application/json", attestation_->deviceJson(id).dump() + "\n"};
 }
 
 http::Response ControlPlane::handle(const http::Request& request) {
@@ -230,8 +285,16 @@ http::Response ControlPlane::handle(const http::Request& request) {
         return json(200, {{"fleet_revision", fleet_.revision}, {"devices", devices}});
     }
     if (request.path.starts_with("/v1/devices/")) {
-        if (request.method != "GET") return http::errorResponse(405, "use GET");
         auto id = request.path.substr(12);
+        for (const char* action : {"attestation", "attest", "reenroll"}) {
+            const auto leaf = std::string("/") + action;
+            if (id.ends_with(leaf)) {
+                id.resize(id.size() - leaf.size());
+                if (!fleet_.devices.contains(id)) return http::errorResponse(404, "no such device");
+                return attestationResponse(id, action, request);
+            }
+        }
+        if (request.method != "GET") return http::errorResponse(405, "use GET");
         for (const char* stream : {"decisions", "telemetry"}) {
             const auto leaf = std::string("/") + stream;
             if (id.ends_with(leaf)) {

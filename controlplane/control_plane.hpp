@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "controlplane/attestation.hpp"
 #include "controlplane/fleet.hpp"
 #include "controlplane/registry.hpp"
 #include "controlplane/stream_store.hpp"
@@ -50,6 +51,9 @@ public:
     /// Re-reads the fleet; a bad fleet changes nothing and returns the reason.
     [[nodiscard]] Result<ReloadReport> reload();
     [[nodiscard]] http::Response handle(const http::Request& request);
+    /// The attestation verifier (optional; set before start()): quarantined devices get a
+    /// quarantine bundle, attest/* messages go to it, and the API exposes it.
+    void setAttestation(AttestationService* attestation);
 
 private:
     [[nodiscard]] Result<ReloadReport> apply(CompiledFleet fleet, bool force_refresh);
@@ -59,6 +63,10 @@ private:
     [[nodiscard]] http::Response streamResponse(const std::string& id, const std::string& stream,
                                                 const http::Request& request) const;
     void refreshExpiring();
+    /// Signs and publishes whatever changed for the current fleet (quarantine entered or left).
+    void reissue();
+    [[nodiscard]] http::Response attestationResponse(const std::string& id, const std::string& action,
+                                                     const http::Request& request);
     [[nodiscard]] nlohmann::json deviceJson(const std::string& id) const;
     [[nodiscard]] std::string topic(const std::string& id, std::string_view leaf) const;
 
@@ -71,6 +79,7 @@ private:
     StreamStore streams_;
     CompiledFleet fleet_;
     std::unique_ptr<Timer> refresh_timer_;
+    AttestationService* attestation_ = nullptr;
 };
 
 }  // namespace edge::controlplane

@@ -47,11 +47,12 @@ void printRows(const std::vector<std::vector<std::string>>& rows) {
 
 void printTable(const nlohmann::json& body) {
     std::vector<std::vector<std::string>> rows;
-    rows.push_back({"DEVICE", "GROUP", "DESIRED", "APPLIED", "SYNC", "ONLINE", "LAST SEEN", "ERROR"});
+    rows.push_back({"DEVICE", "GROUP", "DESIRED", "APPLIED", "SYNC", "ONLINE", "ATTESTATION", "LAST SEEN", "ERROR"});
     for (const auto& d : body.value("devices", nlohmann::json::array())) {
         rows.push_back({cell(d["id"]), cell(d["group"]), cell(d["desired_version"]),
                         cell(d["applied_version"]), cell(d["in_sync"]), cell(d["online"]),
-                        cell(d["last_seen"]), errorCell(d["last_error"])});
+                        cell(d.value("attestation", nlohmann::json())), cell(d["last_seen"]),
+                        errorCell(d["last_error"])});
     }
     printRows(rows);
 }
@@ -95,7 +96,7 @@ std::optional<nlohmann::json> call(const std::string& method, const std::string&
         return std::nullopt;
     }
     auto body = nlohmann::json::parse(response->body, nullptr, false);
-    if (response->status != 200) {
+    if (response->status / 100 != 2) {
         std::string message = response->body;
         if (!body.is_discarded() && body.contains("error")) {
             message = body["error"].value("message", message);
@@ -109,6 +110,59 @@ std::optional<nlohmann::json> call(const std::string& method, const std::string&
         return std::nullopt;
     }
     return body;
+}
+
+void printAttestation(const nlohmann::json& a) {
+    std::cout << "device:      " << cell(a["device"]) << "\n"
+              << "state:       " << cell(a["state"]);
+    if (!a.value("reason", "").empty()) std::cout << " (" << a.value("reason", "") << ")";
+    std::cout << "\n"
+              << "since:       " << cell(a.value("at", nlohmann::json())) << "\n"
+              << "last quote:  " << cell(a.value("last_quote_at", nlohmann::json())) << "\n"
+              << "AK name:     " << cell(a.value("ak_name", nlohmann::json())) << "\n";
+    const auto pcrs = a.value("pcrs", nlohmann::json::object());
+    for (const auto& [index, value] : pcrs.items()) {
+        std::cout << "PCR " << index << ":      " << cell(value) << "\n";
+    }
+    if (a.contains("log") && a["log"].is_object()) {
+        std::cout << "measurements (from " << cell(a["log"]["baseline"]).substr(0, 16) << "…):\n";
+        for (const auto& e : a["log"].value("entries", nlohmann::json::array())) {
+            std::cout << "  " << cell(e["kind"]) << " " << cell(e["name"]) << " " << cell(e["version"]) << " "
+                      << cell(e["digest"]).substr(0, 16) << "…\n";
+        }
+    }
+    if (a.value("rejected", 0) > 0) {
+        std::cout << "refused messages: " << a.value("rejected", 0) << " (last: " << a.value("last_rejection", "")
+                  << ")\n";
+    }
+}
+
+/// `edgectl attest`: challenge (or re-enroll) and wait for the verdict. Exit 0 trusted, 3 not.
+int attest(const std::string& server, const std::string& id, bool reenroll, int timeout_s, bool as_json) {
+    const auto path = fmt::format("/v1/devices/{}/attestation", id);
+    auto before = call("GET", server, path);
+    if (!before) return 1;
+    const auto results_before = before->value("results", std::uint64_t{0});
+    if (!call("POST", server, fmt::format("/v1/devices/{}/{}", id, reenroll ? "reenroll" : "attest"))) return 1;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+    while (std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        auto now = call("GET", server, path);
+        if (!now) return 1;
+        const auto state = now->value("state", "");
+        const bool settled = state == "trusted" || state == "quarantined" || state == "refused";
+        if (now->value("results", std::uint64_t{0}) > results_before && settled &&
+            !now->value("challenge_outstanding", false)) {
+            if (as_json) {
+                std::cout << now->dump(2) << "\n";
+            } else {
+                printAttestation(*now);
+            }
+            return state == "trusted" ? 0 : 3;
+        }
+    }
+    std::cerr << "edgectl: no attestation result for '" << id << "' within " << timeout_s << " s\n";
+    return 1;
 }
 
 }  // namespace
@@ -144,6 +198,15 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(std::size_t{0}, std::size_t{10000}));
     decisions->add_option("-o,--output", output, "table or json")->check(CLI::IsMember({"table", "json"}));
 
+    std::string attest_id;
+    bool reenroll = false;
+    int attest_timeout = 30;
+    auto* attest_cmd = app.add_subcommand("attest", "challenge a device's TPM now and show the verdict");
+    attest_cmd->add_option("device", attest_id, "device id")->required();
+    attest_cmd->add_flag("--reenroll", reenroll,
+                         "accept the device's present state again (after an investigation), then attest");
+    attest_cmd->add_option("--timeout", attest_timeout, "seconds to wait for the verdict")->capture_default_str();
+    attest_cmd->add_option("-o,--output", output, "table or json")->check(CLI::IsMember({"table", "json"}));
     auto* policy_cmd = app.add_subcommand("policy", "evaluate and test Rego policies locally");
     policy_cmd->require_subcommand(1);
     controlplane::PolicyEvalArgs eval_args;
@@ -220,6 +283,13 @@ int main(int argc, char** argv) {
             printDecisions(*body);
         }
         return (*body)["chain"].value("verified", false) ? 0 : 3;
+    }
+    if (*attest_cmd) {
+        if (!bundle::isValidDeviceId(attest_id)) {
+            std::cerr << "edgectl: '" << attest_id << "' is not a device id ([A-Za-z0-9._-]{1,64})\n";
+            return 2;
+        }
+        return attest(server, attest_id, reenroll, attest_timeout, output == "json");
     }
     if (*reload) {
         auto body = call("POST", server, "/v1/reload");

@@ -38,6 +38,7 @@ struct RunConfig {
     std::string artifacts_host;  // empty: no device-facing listener
     int artifacts_port = 0;
     http::TlsServerOptions artifacts_tls;
+    controlplane::AttestationSettings attestation;
 };
 
 /// "host:port" (port 0..65535); nullopt when malformed.
@@ -114,6 +115,21 @@ Result<RunConfig> loadConfig(const std::filesystem::path& path) {
     auto refresh = file->duration("refresh_interval", std::chrono::minutes(1));
     if (!refresh) return fail(refresh.error());
     c.settings.refresh_interval = *refresh;
+    auto attest_enabled = file->boolean("attestation.enabled", true);
+    if (!attest_enabled) return fail(attest_enabled.error());
+    c.attestation.enabled = *attest_enabled;
+    auto attest_interval = file->duration("attestation.interval", c.attestation.interval);
+    if (!attest_interval) return fail(attest_interval.error());
+    if (*attest_interval < std::chrono::seconds(1)) {
+        return fail(SharedErrc::kConfig, fmt::format("{}: key 'attestation.interval': at least 1s", path.string()));
+    }
+    c.attestation.interval = *attest_interval;
+    auto attest_deadline = file->duration("attestation.deadline", c.attestation.deadline);
+    if (!attest_deadline) return fail(attest_deadline.error());
+    c.attestation.deadline = *attest_deadline;
+    auto attest_pcr = file->integer("attestation.pcr", 23, 0, 23);
+    if (!attest_pcr) return fail(attest_pcr.error());
+    c.attestation.pcr = static_cast<int>(*attest_pcr);
     // Device decision logs and telemetry accumulate here; LMDB reserves address space, not disk.
     auto store_max = file->integer("store_max_bytes", std::int64_t{4} << 30, std::int64_t{64} << 20,
                                    std::int64_t{1} << 42);
@@ -188,6 +204,13 @@ int run(const std::filesystem::path& config_path) {
     // A fleet may only name artifacts the store holds, with their real sizes.
     cfg->settings.artifacts = [&artifacts](std::string_view digest) { return artifacts.sizeOf(digest); };
     controlplane::ControlPlane cp(loop, clock, **store, mqtt, std::move(keys), cfg->settings);
+    controlplane::AttestationService attestation(loop, clock, **store, mqtt, cfg->settings.topic_prefix,
+                                                 cfg->attestation);
+    if (auto st = attestation.load(); !st) {
+        std::cerr << "controlplane: " << st.error().what() << "\n";
+        return 1;
+    }
+    cp.setAttestation(&attestation);
     if (auto st = cp.start(); !st) {
         std::cerr << "controlplane: " << st.error().what() << "\n";
         return 1;

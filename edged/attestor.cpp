@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 
-#include "security/crypto.hpp"
 #include "shared/core/log.hpp"
 
 namespace edge::edged {
@@ -47,7 +46,7 @@ void Attestor::start() {
         }
         if (log_.pcr != settings_.pcr) log_ = tpm::MeasurementLog{settings_.pcr, {}, {}};
         for (const auto& m : log_.entries) current_[currentKey(m)] = m;
-        if (ensureTpm()) reconcile();
+        (void)ensureTpm();
     };
     {
         const std::lock_guard lock(mu_);
@@ -106,8 +105,9 @@ bool Attestor::ensureTpm() {
         existing = tpm::AkBlob{tpm::Bytes((*blob)->begin(), (*blob)->end())};
     }
     auto keys = (*opened)->enroll(existing);
-    if (!keys && existing) {
-        // A blob this TPM refuses (another TPM, a cleared hierarchy): a new AK, enrolled again.
+    if (!keys && existing && new_ak_allowed_) {
+        // An operator re-enrolls a device whose TPM refuses the stored AK (cleared hierarchy,
+        // replaced TPM): a new AK. Never on its own: the control plane refuses a changed AK.
         log::warn("attestation: the stored AK does not load ({}); creating a new one", keys.error().what());
         keys = (*opened)->enroll(std::nullopt);
     }
@@ -125,6 +125,9 @@ bool Attestor::ensureTpm() {
         }
     }
     tpm_ = std::move(*opened);
+    // A TPM that was reopened may have been reset meanwhile (PCRs back to zero): the log follows.
+    reconcile();
+    if (!tpm_) return false;
     const auto message = tpm::toJson(tpm::EnrollMessage{keys->ek_public, keys->ek_certificate, keys->ak_public,
                                                         keys->ak_name});
     {
@@ -132,8 +135,7 @@ bool Attestor::ensureTpm() {
         enroll_message_ = message;
         status_["state"] = challenged_ ? "enrolled" : "enrolling";
         status_["error"] = nullptr;
-        status_["ak_name"] = security::toHex(
-            std::string_view(reinterpret_cast<const char*>(keys->ak_name.data()), keys->ak_name.size()));
+        status_["ak_name"] = tpm::bytesHex(keys->ak_name);
     }
     loop_.post([this] { connected(); });
     return true;
@@ -237,7 +239,10 @@ void Attestor::onMessage(const std::string& leaf, const std::string& payload) {
         post([this, payload] { activate(payload); });
     } else if (leaf == "attest/reenroll") {
         post([this] {
-            if (!ensureTpm()) return;
+            new_ak_allowed_ = true;
+            const bool ready = ensureTpm();
+            new_ak_allowed_ = false;
+            if (!ready) return;
             auto values = tpm_->readPcrs({settings_.pcr});
             if (!values) {
                 setError(fmt::format("read PCR {}: {}", settings_.pcr, values.error().what()));

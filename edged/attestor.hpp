@@ -80,7 +80,8 @@ public:
 private:
     void post(std::function<void()> job);
     void run();
-    /// Opens the TPM and enrolls when not open yet; false (state error) on failure.
+    /// Opens the TPM, enrolls and reconciles the log with the PCR when not open yet; false
+    /// (state error) on failure.
     bool ensureTpm();
     void reconcile();
     void newEpoch(const security::tpm::Sha256Digest& baseline);
@@ -103,6 +104,7 @@ private:
     security::tpm::MeasurementLog log_;
     /// What runs now, per kind/name: measured again at each new epoch.
     std::map<std::string, security::tpm::Measurement> current_;
+    bool new_ak_allowed_ = false;  // only while an operator's re-enrollment opens the TPM
 
     mutable std::mutex mu_;
     std::condition_variable cv_;

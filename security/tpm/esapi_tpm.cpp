@@ -242,7 +242,30 @@ struct EsapiTpm::Context {
             close();
             return fail(TpmErrc::kUnavailable, describe("Esys_Initialize", rc));
         }
+        flushStaleObjects();
         return {};
+    }
+
+    /// Without a resource manager (swtpm, /dev/tpm0) objects loaded by a process that died are
+    /// never flushed, and the TPM has only a few slots (0x902 "out of memory for object
+    /// contexts"). This adapter is then the TPM's only user, so at connect it flushes every
+    /// transient object; behind /dev/tpmrm0 the resource manager shows only this connection's.
+    void flushStaleObjects() {
+        TPMS_CAPABILITY_DATA* data = nullptr;
+        TPMI_YES_NO more = TPM2_NO;
+        if (Esys_GetCapability(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_HANDLES,
+                               TPM2_TRANSIENT_FIRST, TPM2_MAX_CAP_HANDLES, &more, &data) != TSS2_RC_SUCCESS) {
+            return;  // not fatal: the commands that follow report any real problem
+        }
+        for (UINT32 i = 0; i < data->data.handles.count; ++i) {
+            ESYS_TR object = ESYS_TR_NONE;
+            if (Esys_TR_FromTPMPublic(esys, data->data.handles.handle[i], ESYS_TR_NONE, ESYS_TR_NONE,
+                                      ESYS_TR_NONE, &object) != TSS2_RC_SUCCESS) {
+                continue;
+            }
+            if (Esys_FlushContext(esys, object) != TSS2_RC_SUCCESS) Esys_TR_Close(esys, &object);
+        }
+        Esys_Free(data);
     }
 
     /// Before every call: after a transport failure, reconnect and reload the enrolled AK.

@@ -127,6 +127,10 @@ Sha256Digest MeasurementLog::replay() const {
     return replayPcr(digests, baseline);
 }
 
+std::string bytesHex(const Bytes& bytes) {
+    return toHex(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+}
+
 std::string digestHex(const Sha256Digest& d) {
     return toHex(std::string_view(reinterpret_cast<const char*>(d.data()), d.size()));
 }

@@ -90,6 +90,8 @@ inline constexpr std::size_t kMaxLogEntries = 4096;
 [[nodiscard]] Result<QuoteMessage> parseQuote(std::string_view json);
 [[nodiscard]] Result<MeasurementLog> parseLog(std::string_view json);
 
+/// Lowercase hex of bytes (names, keys in logs and reports).
+[[nodiscard]] std::string bytesHex(const Bytes& bytes);
 /// Lowercase hex of a digest, and back (kMalformed unless 64 lowercase hex characters).
 [[nodiscard]] std::string digestHex(const Sha256Digest& d);
 [[nodiscard]] Result<Sha256Digest> digestFromHex(std::string_view hex);

@@ -63,8 +63,11 @@ struct Rig {
 
 TEST_CASE("ControlPlane: publishes one signed bundle per device, retained, on connect") {
     Rig rig;
-    CHECK(rig.mqtt.subscriptions == std::vector<std::string>{"edge/v1/dev/+/status", "edge/v1/dev/+/decisions",
-                                                             "edge/v1/dev/+/telemetry"});
+    // Only what devices send: the control plane's own attest/* messages must not come back to it.
+    CHECK(rig.mqtt.subscriptions ==
+          std::vector<std::string>{"edge/v1/dev/+/status", "edge/v1/dev/+/decisions", "edge/v1/dev/+/telemetry",
+                                   "edge/v1/dev/+/attest/enroll", "edge/v1/dev/+/attest/activate",
+                                   "edge/v1/dev/+/attest/quote"});
     rig.mqtt.connect();
     auto versions = rig.publishedVersions();
     CHECK(versions == std::map<std::string, std::uint64_t>{{"edge-1", 1}, {"edge-2", 1}, {"edge-3", 1}});
