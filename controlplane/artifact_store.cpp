@@ -13,9 +13,17 @@
 #include <optional>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "security/crypto.hpp"
+#include "shared/compress/zstd_file.hpp"
+#include "shared/core/fs.hpp"
 
 namespace edge::controlplane {
+
+namespace {
+constexpr const char* kZstdMetaSuffix = ".zst.json";
+}  // namespace
 
 namespace {
 
@@ -159,6 +167,14 @@ Result<std::string> ArtifactStore::add(const std::filesystem::path& source) cons
     }
     const std::string digest = hasher.finishHex();
     const auto final_path = dir_ / digest;
+    if (compress::isZstdFile(tmp)) {
+        auto content = compress::describeZstd(tmp);
+        if (!content) return cleanup(fail(std::move(content.error())));
+        const nlohmann::json meta = {{"compression", "zstd"}, {"sha256", content->sha256}, {"size", content->size}};
+        if (auto st = fs::writeFileAtomic(dir_ / (digest + kZstdMetaSuffix), meta.dump()); !st) {
+            return cleanup(fail(std::move(st.error())));
+        }
+    }
     if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
         return cleanup(ioError("rename to", final_path));
     }
@@ -167,6 +183,26 @@ Result<std::string> ArtifactStore::add(const std::filesystem::path& source) cons
         return fail(ioError("fsync directory", dir_).error().wrap(what));
     }
     return digest;
+}
+
+Result<StoredArtifact> ArtifactStore::describe(std::string_view digest) const {
+    auto size = sizeOf(digest);
+    if (!size) return fail(std::move(size.error()));
+    StoredArtifact out{*size};
+    const auto meta_path = dir_ / (std::string(digest) + kZstdMetaSuffix);
+    if (!std::filesystem::exists(meta_path)) return out;
+    auto text = fs::readFile(meta_path, 4096);
+    if (!text) return fail(std::move(text.error()));
+    const auto meta = nlohmann::json::parse(*text, nullptr, false);
+    if (meta.is_discarded() || !meta.is_object() || !meta.contains("sha256") || !meta["sha256"].is_string() ||
+        !security::isSha256Hex(meta["sha256"].get<std::string>()) || !meta.contains("size") ||
+        !meta["size"].is_number_unsigned()) {
+        return fail(SharedErrc::kParse, fmt::format("'{}' is unreadable: add the artifact again", meta_path.string()));
+    }
+    out.zstd = true;
+    out.content_sha256 = meta["sha256"].get<std::string>();
+    out.content_size = meta["size"].get<std::uint64_t>();
+    return out;
 }
 
 Result<std::uint64_t> ArtifactStore::sizeOf(std::string_view digest) const {

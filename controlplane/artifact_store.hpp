@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "controlplane/fleet.hpp"
 #include "shared/core/error.hpp"
 #include "shared/http/http.hpp"
 
@@ -24,7 +25,8 @@ public:
     [[nodiscard]] const std::filesystem::path& dir() const { return dir_; }
 
     /// Copies the file at source into the store while hashing it (temporary file in dir, fsync,
-    /// rename to the digest, fsync dir) and returns its digest. Adding content already stored
+    /// rename to the digest, fsync dir) and returns its digest. A zstd file (by its magic) is
+    /// decompressed once to record its content digest and size; a corrupt one is refused. Adding content already stored
     /// is harmless and returns the same digest. Errors (kIo) name the file.
     [[nodiscard]] Result<std::string> add(const std::filesystem::path& source) const;
 
@@ -32,6 +34,9 @@ public:
     [[nodiscard]] bool contains(std::string_view digest) const { return sizeOf(digest).has_value(); }
     /// The size of the regular file stored for digest; kNotFound otherwise (kIo for a non-digest).
     [[nodiscard]] Result<std::uint64_t> sizeOf(std::string_view digest) const;
+    /// sizeOf, and for a zstd file what it decompresses to (recorded by add() in
+    /// "<digest>.zst.json", which is never served: it is not a digest).
+    [[nodiscard]] Result<StoredArtifact> describe(std::string_view digest) const;
 
     /// Serves request.path == kPathPrefix + <64 lowercase hex>: GET streams the file (200, or
     /// 206 with Content-Range for "Range: bytes=N-", "bytes=N-M" or "bytes=-N"; 416 with

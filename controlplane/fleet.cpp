@@ -265,11 +265,21 @@ Result<bundle::Artifact> parseArtifact(const YAML::Node& node, const std::string
             return fleetError(fmt::format("{}: artifact {} is not in the artifact store: {}", where, a.sha256,
                                           stored.error().what()));
         }
-        if (size && *size != *stored) {
+        if (size && *size != stored->size) {
             return fleetError(fmt::format("{}: size {} does not match the stored artifact ({} bytes)", where,
-                                          *size, *stored));
+                                          *size, stored->size));
         }
-        size = *stored;
+        a.url = fmt::format("/v1/artifacts/{}", a.sha256);
+        if (stored->zstd) {
+            // Sent compressed; bound, installed and measured as the decompressed bytes.
+            a.compression = "zstd";
+            a.transfer_sha256 = a.sha256;
+            a.transfer_size = stored->size;
+            a.sha256 = stored->content_sha256;
+            a.size = stored->content_size;
+            return a;
+        }
+        size = stored->size;
     }
     if (!size) return fleetError(where + ": 'size' is required");
     a.size = *size;

@@ -42,13 +42,21 @@ struct CompiledFleet {
     std::map<std::string, bundle::Bundle> bundles;  // device id -> content
 };
 
-/// The size of the artifact stored under a digest, or an error when it is not stored.
-using ArtifactLookup = std::function<Result<std::uint64_t>(std::string_view sha256)>;
+/// An artifact as the store holds it.
+struct StoredArtifact {
+    std::uint64_t size = 0;
+    /// A zstd file: what it decompresses to (what the bundle binds and the device installs).
+    bool zstd = false;
+    std::string content_sha256;
+    std::uint64_t content_size = 0;
+};
+/// The artifact stored under a digest, or an error when it is not stored.
+using ArtifactLookup = std::function<Result<StoredArtifact>(std::string_view sha256)>;
 
 /// Reads and validates the whole fleet; any problem fails the whole read with a message that
 /// names the file and the entry, so a bad commit is refused as a whole. With a lookup, every
 /// artifact a group names must be in the store with the declared size (a missing size is taken
-/// from the store); without one, sizes must be given.
+/// from the store; a zstd file becomes a compressed artifact); without one, sizes must be given.
 [[nodiscard]] Result<CompiledFleet> compileFleet(const std::filesystem::path& dir,
                                                  const ArtifactLookup& artifacts = {});
 

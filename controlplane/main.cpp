@@ -202,7 +202,7 @@ int run(const std::filesystem::path& config_path) {
     }
     const controlplane::ArtifactStore artifacts(cfg->artifacts_dir);
     // A fleet may only name artifacts the store holds, with their real sizes.
-    cfg->settings.artifacts = [&artifacts](std::string_view digest) { return artifacts.sizeOf(digest); };
+    cfg->settings.artifacts = [&artifacts](std::string_view digest) { return artifacts.describe(digest); };
     controlplane::ControlPlane cp(loop, clock, **store, mqtt, std::move(keys), cfg->settings);
     controlplane::AttestationService attestation(loop, clock, **store, mqtt, cfg->settings.topic_prefix,
                                                  cfg->attestation);
@@ -280,6 +280,10 @@ int addArtifact(const std::filesystem::path& config_path, const std::filesystem:
     }
     std::cout << "sha256 " << *digest << "\nsize   " << std::filesystem::file_size(file, ec) << "\npath   "
               << controlplane::ArtifactStore::kPathPrefix << *digest << "\n";
+    if (auto stored = artifacts.describe(*digest); stored && stored->zstd) {
+        std::cout << "zstd   decompresses to " << stored->content_size << " bytes, sha256 " << stored->content_sha256
+                  << "\n";
+    }
     return 0;
 }
 

@@ -10,6 +10,8 @@ PACKAGES=(
   libtss2-dev libtss2-tcti-swtpm0 swtpm swtpm-tools tpm2-tools
   liblmdb-dev lmdb-utils catch2 mosquitto mosquitto-clients
   nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libyaml-cpp-dev libre2-dev
+  # zstd-compressed artifacts (docs/ota.md): the library, and the CLI the tests compress with.
+  libzstd-dev zstd
   procps iproute2 curl
   # grub-editenv: the GRUB boot-control backend's tests run against the real tool.
   grub-common

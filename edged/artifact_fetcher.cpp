@@ -9,10 +9,15 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <condition_variable>
 #include <cstring>
-#include <vector>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
 
 #include "security/crypto.hpp"
+#include "security/hash_worker.hpp"
 
 namespace edge::edged {
 
@@ -88,12 +93,20 @@ std::optional<ContentRange> parseContentRange(std::string_view text) {
 
 bool isDigest(std::string_view text) { return security::isSha256Hex(text); }
 
-/// The partial file: an open, locked descriptor with the running hash of its content.
+using security::HashWorker;
+
+/// The partial file: an open, locked descriptor with the running hash of its content. Bytes
+/// are staged in one of two buffers; a full buffer is handed to the hash worker and written
+/// while the other one fills, and the kernel is asked to start writing it back at once, so that
+/// the final fsync has little left to do.
 class PartFile {
 public:
     PartFile(std::filesystem::path path, std::uint64_t expected_size)
-        : path_(std::move(path)), expected_size_(expected_size) {}
+        : path_(std::move(path)), expected_size_(expected_size) {
+        for (auto& buffer : buffers_) buffer = std::make_unique_for_overwrite<char[]>(kFlushBytes);
+    }
     ~PartFile() {
+        hashing_.waitIdle();  // the worker may still read a buffer
         if (fd_ >= 0) ::close(fd_);
     }
     PartFile(const PartFile&) = delete;
@@ -118,43 +131,63 @@ public:
         }
         const auto size = static_cast<std::uint64_t>(st.st_size);
         if (size > expected_size_) return restart();  // not ours, or from an older version
-        std::vector<char> buffer(kFlushBytes);
-        while (flushed_ < size) {
+        ::posix_fadvise(fd_, 0, 0, POSIX_FADV_SEQUENTIAL);
+        for (int turn = 0; flushed_ < size; turn ^= 1) {
+            char* buffer = buffers_[turn].get();  // hashed while the other one is read
             const auto want =
-                static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), size - flushed_));
-            const auto n = ::pread(fd_, buffer.data(), want, static_cast<off_t>(flushed_));
-            if (n < 0 && errno == EINTR) continue;
+                static_cast<std::size_t>(std::min<std::uint64_t>(kFlushBytes, size - flushed_));
+            ssize_t n = 0;
+            do {
+                n = ::pread(fd_, buffer, want, static_cast<off_t>(flushed_));
+            } while (n < 0 && errno == EINTR);
             if (n < 0) return ioError("read", path_);
             if (n == 0) break;  // shrank under us: continue from what is there
-            hasher_.update(std::string_view(buffer.data(), static_cast<std::size_t>(n)));
+            hashing_.waitIdle();  // the other buffer's hash is done: it may be refilled next
+            hashing_.submit(std::string_view(buffer, static_cast<std::size_t>(n)));
             flushed_ += static_cast<std::uint64_t>(n);
         }
+        hashing_.waitIdle();
+        written_back_ = flushed_;
         if (flushed_ != size && ::ftruncate(fd_, static_cast<off_t>(flushed_)) != 0) {
             return ioError("truncate", path_);
         }
         return {};
     }
 
-    /// Bytes in hand: on disk plus buffered.
-    [[nodiscard]] std::uint64_t size() const { return flushed_ + pending_.size(); }
+    /// Bytes in hand: on disk plus staged.
+    [[nodiscard]] std::uint64_t size() const { return flushed_ + staged_; }
 
     /// Drops everything: the next byte is byte 0 of the artifact.
     Status restart() {
-        pending_.clear();
+        hashing_.reset();
+        staged_ = 0;
         flushed_ = 0;
-        hasher_ = security::Sha256Hasher();
+        written_back_ = 0;
         if (::ftruncate(fd_, 0) != 0) return ioError("truncate", path_);
         return {};
     }
 
-    void append(std::string_view bytes) {
-        hasher_.update(bytes);
-        pending_.append(bytes);
+    /// Stages bytes, writing each buffer that fills up.
+    Status append(std::string_view bytes) {
+        while (!bytes.empty()) {
+            const std::size_t n = std::min(bytes.size(), kFlushBytes - staged_);
+            std::memcpy(buffers_[current_].get() + staged_, bytes.data(), n);
+            staged_ += n;
+            bytes.remove_prefix(n);
+            if (staged_ == kFlushBytes) {
+                if (auto ok = flush(); !ok) return ok;
+            }
+        }
+        return {};
     }
-    [[nodiscard]] bool shouldFlush() const { return pending_.size() >= kFlushBytes; }
 
+    /// Hashes and writes the staged bytes (a write error leaves the hash ahead of the file:
+    /// the caller gives up on this object).
     Status flush() {
-        std::string_view data = pending_;
+        if (staged_ == 0) return {};
+        std::string_view data(buffers_[current_].get(), staged_);
+        hashing_.waitIdle();  // the other buffer's hash is done: it may be refilled next
+        hashing_.submit(data);
         while (!data.empty()) {
             const auto n = ::pwrite(fd_, data.data(), data.size(), static_cast<off_t>(flushed_));
             if (n < 0 && errno == EINTR) continue;
@@ -162,7 +195,14 @@ public:
             data.remove_prefix(static_cast<std::size_t>(n));
             flushed_ += static_cast<std::uint64_t>(n);
         }
-        pending_.clear();
+        staged_ = 0;
+        current_ ^= 1;
+        if (flushed_ - written_back_ >= kWritebackBytes) {
+            // An early start only (errors surface in the fsync); unsupported is fine.
+            ::sync_file_range(fd_, static_cast<off_t>(written_back_),
+                              static_cast<off_t>(flushed_ - written_back_), SYNC_FILE_RANGE_WRITE);
+            written_back_ = flushed_;
+        }
         return {};
     }
 
@@ -170,16 +210,22 @@ public:
     Result<std::string> finish() {
         if (auto ok = flush(); !ok) return fail(std::move(ok.error()));
         if (::fsync(fd_) != 0) return ioError("fsync", path_);
-        return hasher_.finishHex();
+        return hashing_.finishHex();
     }
 
 private:
+    /// Written back to the kernel (not yet to the disk) in pieces of this size.
+    static constexpr std::uint64_t kWritebackBytes = 8u << 20;
+
     std::filesystem::path path_;
     std::uint64_t expected_size_;
     int fd_ = -1;
     std::uint64_t flushed_ = 0;
-    std::string pending_;
-    security::Sha256Hasher hasher_;
+    std::uint64_t written_back_ = 0;  // sync_file_range started up to here
+    std::unique_ptr<char[]> buffers_[2];
+    int current_ = 0;
+    std::size_t staged_ = 0;  // bytes in buffers_[current_]
+    HashWorker hashing_;      // after the buffers: joined before they go
 };
 
 Status fsyncDirectory(const std::filesystem::path& dir) {
@@ -260,6 +306,7 @@ Status fetchArtifact(const std::string& url, std::string_view expected_sha256,
     if (auto ok = part.open(); !ok) return failed(std::move(ok.error()));
 
     const std::uint64_t resumed_from = part.size();
+    std::uint64_t reported = resumed_from;  // progress is reported about every kFlushBytes
     const auto report = [&] {
         if (progress) progress(FetchProgress{part.size(), expected_size, resumed_from});
     };
@@ -280,7 +327,11 @@ Status fetchArtifact(const std::string& url, std::string_view expected_sha256,
         const auto sink = [&](std::string_view chunk) -> Status {
             const std::uint64_t room = expected_size - part.size();
             const bool over = chunk.size() > room;
-            part.append(over ? chunk.substr(0, static_cast<std::size_t>(room)) : chunk);
+            if (auto ok = part.append(over ? chunk.substr(0, static_cast<std::size_t>(room)) : chunk);
+                !ok) {
+                own_error = ok.error();
+                return ok;
+            }
             if (over) {
                 own_error = Error(FetchErrc::kSize,
                                   fmt::format("the server sent more than the declared {} bytes; "
@@ -288,11 +339,8 @@ Status fetchArtifact(const std::string& url, std::string_view expected_sha256,
                                               expected_size));
                 return fail(*own_error);
             }
-            if (part.shouldFlush()) {
-                if (auto ok = part.flush(); !ok) {
-                    own_error = ok.error();
-                    return ok;
-                }
+            if (part.size() - reported >= kFlushBytes) {
+                reported = part.size();
                 report();
             }
             return {};

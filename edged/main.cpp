@@ -361,16 +361,45 @@ int run(const EdgedConfig& cfg) {
         if (enforcement_connection) enforcement_connection(online, last_contact);
         if (online) attestor.connected();
     };
+    // One plan: a new bundle's policies wait until its models are in place (or refused), so the
+    // two switch together; at start the stored bundle's policies apply at once.
     std::shared_ptr<const bundle::Bundle> applied_bundle;
     bool started = false;
-    hooks.bundle_applied = [&ota, &applied_bundle, &started, measure](std::shared_ptr<const bundle::Bundle> b) {
-        measure("bundle", "", std::to_string(b->version), security::sha256Hex(bundle::toJson(*b)));
-        if (started) {
-            ota.bundleApplied(std::move(b));
-        } else {
-            applied_bundle = std::move(b);  // the plan start() takes
-        }
+    std::shared_ptr<const edged::PolicySets> held_sets;
+    auto switch_policies = hooks.policies_changed;
+    hooks.policies_changed = [&started, &held_sets, switch_policies](std::shared_ptr<const edged::PolicySets> sets) {
+        if (!started) return switch_policies(std::move(sets));
+        held_sets = std::move(sets);  // bundle_applied, which comes next, decides
     };
+    auto models_pending = [&models](const bundle::Bundle& b) {
+        for (const auto& a : b.artifacts) {
+            if (a.kind != bundle::ArtifactKind::kModel) continue;
+            auto active = models->active(a.name);
+            if (!active || !*active || (*active)->sha256 != a.sha256) return true;
+        }
+        return false;
+    };
+    hooks.bundle_applied = [&ota, &applied_bundle, &started, &held_sets, switch_policies, models_pending,
+                            measure](std::shared_ptr<const bundle::Bundle> b) {
+        measure("bundle", "", std::to_string(b->version), security::sha256Hex(bundle::toJson(*b)));
+        if (!started) {
+            applied_bundle = std::move(b);  // the plan start() takes
+            return;
+        }
+        if (held_sets && !models_pending(*b)) {
+            switch_policies(std::move(held_sets));
+            held_sets.reset();
+        } else if (held_sets) {
+            log::info("policies of bundle v{} wait for its models", b->version);
+        }
+        ota.bundleApplied(std::move(b));
+    };
+    ota.onModelsSettled([&held_sets, switch_policies](std::uint64_t version) {
+        if (!held_sets || held_sets->bundle_version != version) return;
+        log::info("models of bundle v{} settled: its policies apply now", version);
+        switch_policies(std::move(held_sets));
+        held_sets.reset();
+    });
     agent.setHooks(std::move(hooks));
     // State first, network second: the device knows what it enforces before it talks to anyone.
     if (auto st = enforcement.load(); !st) {

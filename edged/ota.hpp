@@ -74,6 +74,9 @@ public:
     using InstalledFn = std::function<void(const std::string& kind, const std::string& name,
                                            const std::string& version, const std::string& sha256)>;
     void onInstalled(InstalledFn fn) { on_installed_ = std::move(fn); }
+    /// The models of bundle `version` are settled (active, refused or none): posted to the loop,
+    /// where edged switches that bundle's policies, so policies and models change together.
+    void onModelsSettled(std::function<void(std::uint64_t version)> fn) { on_models_settled_ = std::move(fn); }
 
     /// Starts the worker: finishes whatever firmware update a reboot or crash interrupted
     /// (afterBoot with health), then carries out the plan of applied (null: none yet).
@@ -114,6 +117,7 @@ private:
     OtaParts parts_;
     std::function<void()> on_change_;
     InstalledFn on_installed_;
+    std::function<void(std::uint64_t)> on_models_settled_;
     void installed(const std::string& kind, const std::string& name, const std::string& version,
                    const std::string& sha256) {
         if (on_installed_) on_installed_(kind, name, version, sha256);

@@ -7,12 +7,17 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
-#include <future>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "firmware/errors.hpp"
 #include "security/crypto.hpp"
+#include "security/hash_worker.hpp"
 
 namespace edge::firmware {
 namespace {
@@ -77,11 +82,43 @@ bool writeFull(int fd, const char* buf, std::size_t size) {
     return true;
 }
 
+using security::HashWorker;
+
+/// Starts the kernel writing the slot's dirty pages back while later chunks are still being
+/// written and hashed, so that the disk works during the copy instead of only in the final
+/// fsync (the page cache would otherwise hold the whole image until then: on a machine with
+/// plenty of memory no background writeback starts for a few hundred MiB). Only an early
+/// start: durability still comes from the fsync, which also reports any write error.
+class Writeback {
+public:
+    explicit Writeback(int fd) : fd_(fd) {}
+
+    /// The slot now holds written bytes from offset 0.
+    void advance(std::uint64_t written) {
+        if (!enabled_ || written - started_ < kWindow) return;
+        // Not supported (some file systems, old kernels): leave it all to the fsync.
+        if (::sync_file_range(fd_, static_cast<off_t>(started_),
+                              static_cast<off_t>(written - started_),
+                              SYNC_FILE_RANGE_WRITE) != 0) {
+            enabled_ = false;
+            return;
+        }
+        started_ = written;
+    }
+
+private:
+    static constexpr std::uint64_t kWindow = 8u << 20;
+    int fd_;
+    bool enabled_ = true;
+    std::uint64_t started_ = 0;
+};
+
 // Hashes the first size bytes of the slot as they are on the device.
 Status verifySlot(const std::filesystem::path& slot, std::uint64_t size, std::string_view expected,
                   std::size_t chunk_size) {
     Fd fd(::open(slot.c_str(), O_RDONLY | O_CLOEXEC));
     if (fd.get() < 0) return ioError("open for verification", slot);
+    ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
     std::string buf(chunk_size, '\0');
     security::Sha256Hasher hasher;
     std::uint64_t done = 0;
@@ -126,50 +163,59 @@ Status installImage(const std::filesystem::path& source, const std::filesystem::
 
     Fd in(::open(source.c_str(), O_RDONLY | O_CLOEXEC));
     if (in.get() < 0) return ioError("open image", source);
+    ::posix_fadvise(in.get(), 0, 0, POSIX_FADV_SEQUENTIAL);  // larger read-ahead; a hint only
     Fd out(::open(slot.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
     if (out.get() < 0) return ioError("open slot", slot);
     struct stat st {};
     if (::fstat(out.get(), &st) != 0) return ioError("stat slot", slot);
     const bool regular = S_ISREG(st.st_mode);
 
-    // Two buffers: while chunk i is written to the slot on this thread, it is hashed on a helper
-    // thread (hashing and writing each take about as long), then chunk i+1 is read.
-    std::string bufs[2] = {std::string(options.chunk_size, '\0'), std::string(options.chunk_size, '\0')};
-    security::Sha256Hasher hasher;
-    std::future<void> hashing;
-    std::uint64_t written = 0;
-    for (int turn = 0;; turn ^= 1) {
-        std::string& buf = bufs[turn];
-        // Ask for at most one byte past the declared end: enough to notice an oversized source.
-        const std::uint64_t room = expected_size - written + 1;
-        const auto want =
-            static_cast<std::size_t>(std::min<std::uint64_t>(options.chunk_size, room));
-        const ssize_t n = readFull(in.get(), buf.data(), want);
-        if (n < 0) return ioError("read image", source);
-        if (n == 0) break;
-        const auto got = static_cast<std::uint64_t>(n);
-        if (written + got > expected_size) {
-            return fail(FirmwareErrc::kSize,
-                        fmt::format("image '{}' is larger than its declared {} bytes; cut off",
-                                    source.string(), expected_size));
-        }
-        if (hashing.valid()) hashing.get();  // the other buffer's hash is done: it may be reused
-        const std::string_view chunk(buf.data(), static_cast<std::size_t>(n));
-        hashing = std::async(std::launch::async, [&hasher, chunk] { hasher.update(chunk); });
-        if (!writeFull(out.get(), chunk.data(), chunk.size())) {
-            hashing.get();
-            return ioError("write slot", slot);
-        }
-        written += got;
-        if (options.progress) options.progress(written, expected_size);
+    // A ring of buffers: chunk i is read into buffer i % kBuffers, handed to the hash worker and
+    // written to the slot on this thread; the buffer is reused only once its hash is done. The
+    // worker may lag a few chunks behind, so neither side waits for the other chunk by chunk.
+    constexpr std::size_t kBuffers = 4;
+    std::vector<std::unique_ptr<char[]>> buffers;
+    for (std::size_t i = 0; i < kBuffers; ++i) {
+        buffers.push_back(std::make_unique_for_overwrite<char[]>(options.chunk_size));
     }
-    if (hashing.valid()) hashing.get();
+    Writeback writeback(out.get());
+    std::uint64_t written = 0;
+    std::string digest;
+    {
+        HashWorker hashing;  // joined before the buffers go, on every path out of this block
+        for (std::uint64_t i = 0;; ++i) {
+            if (i >= kBuffers) hashing.waitHashed(i - kBuffers + 1);
+            char* buf = buffers[i % kBuffers].get();
+            // Ask for at most one byte past the declared end: enough to notice an oversized
+            // source.
+            const std::uint64_t room = expected_size - written + 1;
+            const auto want =
+                static_cast<std::size_t>(std::min<std::uint64_t>(options.chunk_size, room));
+            const ssize_t n = readFull(in.get(), buf, want);
+            if (n < 0) return ioError("read image", source);
+            if (n == 0) break;
+            const auto got = static_cast<std::uint64_t>(n);
+            if (written + got > expected_size) {
+                return fail(FirmwareErrc::kSize,
+                            fmt::format("image '{}' is larger than its declared {} bytes; cut off",
+                                        source.string(), expected_size));
+            }
+            const std::string_view chunk(buf, static_cast<std::size_t>(n));
+            hashing.submit(chunk);
+            if (!writeFull(out.get(), chunk.data(), chunk.size())) {
+                return ioError("write slot", slot);
+            }
+            written += got;
+            writeback.advance(written);
+            if (options.progress) options.progress(written, expected_size);
+        }
+        digest = hashing.finishHex();
+    }
     if (written < expected_size) {
         return fail(FirmwareErrc::kSize,
                     fmt::format("image '{}' ended after {} of its declared {} bytes",
                                 source.string(), written, expected_size));
     }
-    const auto digest = hasher.finishHex();
     if (digest != expected_sha256) {
         return fail(FirmwareErrc::kDigest, fmt::format("image '{}' has sha256 {}, expected {}",
                                                        source.string(), digest, expected_sha256));

@@ -152,8 +152,9 @@ bool isName(std::string_view s) { return isValidDeviceId(s); }
 Result<Artifact> parseArtifact(const json& v, std::size_t index) {
     const auto where = "artifacts[" + std::to_string(index) + "]";
     if (!v.is_object()) return bad("field \"" + where + "\" must be an object");
-    static const std::set<std::string> kKnown = {"kind", "name", "version", "sha256",
-                                                 "size", "url",  "provenance"};
+    static const std::set<std::string> kKnown = {"kind", "name",       "version",     "sha256",
+                                                 "size", "url",        "provenance",  "compression",
+                                                 "transfer"};
     for (const auto& item : v.items()) {
         if (!kKnown.contains(item.key())) return bad("unknown field \"" + where + "." + item.key() + "\"");
     }
@@ -199,6 +200,24 @@ Result<Artifact> parseArtifact(const json& v, std::size_t index) {
         return bad("field \"" + where + ".url\" must be \"/v1/artifacts/<sha256>\"");
     }
     a.url = std::move(*url);
+    if (auto it = v.find("compression"); it != v.end()) {
+        if (!it->is_string() || *it != "zstd") return bad("field \"" + where + ".compression\" can only be \"zstd\"");
+        a.compression = "zstd";
+        const auto t = v.find("transfer");
+        if (t == v.end() || !t->is_object() || t->size() != 2 || !t->contains("sha256") || !t->contains("size") ||
+            !(*t)["sha256"].is_string() || !security::isSha256Hex((*t)["sha256"].get<std::string>()) ||
+            !(*t)["size"].is_number_unsigned()) {
+            return bad("field \"" + where + ".transfer\" must be {\"sha256\": <64 hex>, \"size\": <bytes>}");
+        }
+        a.transfer_sha256 = (*t)["sha256"].get<std::string>();
+        a.transfer_size = (*t)["size"].get<std::uint64_t>();
+    } else if (v.contains("transfer")) {
+        return bad("field \"" + where + ".transfer\" goes with \"compression\"");
+    }
+    // What is fetched is bound by digest: the URL names exactly that digest.
+    if (a.url.substr(kPrefix.size()) != (a.compression.empty() ? a.sha256 : a.transfer_sha256)) {
+        return bad("field \"" + where + ".url\" must name the digest of what is downloaded");
+    }
     if (auto it = v.find("provenance"); it != v.end()) {
         if (!it->is_object()) return bad("field \"" + where + ".provenance\" must be an object");
         a.provenance = *it;
@@ -231,6 +250,10 @@ json artifactsJson(const std::vector<Artifact>& artifacts) {
         json j = {{"kind", kindName(a.kind)}, {"name", a.name}, {"version", a.version},
                   {"sha256", a.sha256},       {"size", a.size}, {"url", a.url}};
         if (a.kind == ArtifactKind::kModel) j["provenance"] = a.provenance;
+        if (!a.compression.empty()) {
+            j["compression"] = a.compression;
+            j["transfer"] = {{"sha256", a.transfer_sha256}, {"size", a.transfer_size}};
+        }
         out.push_back(std::move(j));
     }
     return out;

@@ -9,7 +9,7 @@
 //                 "offline":{"max_age":259200,"after":"lockdown"},
 //                 "policy_sets":{"lockdown":{"lockdown.rego":"package lockdown …"}}},
 //  "artifacts":[{"kind":"firmware","name":"rootfs","version":"1.4.0","sha256":"…","size":4096,
-//                "url":"/v1/artifacts/…"},
+//                "url":"/v1/artifacts/…"},   (+ "compression":"zstd","transfer":{"sha256","size"})
 //               {"kind":"model","name":"detector","version":"7","sha256":"…","size":1024,
 //                "url":"/v1/artifacts/…","provenance":{"source":"…","fairness":0.91}}]}
 // "enforcement" and "artifacts" are optional on the wire (older bundles): their defaults apply.
@@ -63,11 +63,16 @@ struct Artifact {
     std::string version;  // non-empty, at most 64 chars; compared for equality only
     std::string sha256;   // 64 lowercase hex: the content's digest
     std::uint64_t size = 0;
-    /// Path on the control plane's artifact store: "/v1/artifacts/<sha256>".
+    /// Path on the control plane's artifact store: "/v1/artifacts/<digest of what is sent>".
     std::string url;
     /// Models: where it comes from (source, training-data attestations, metrics); checked by
     /// the bundle's provenance policy before activation. Always an object.
     nlohmann::json provenance = nlohmann::json::object();
+    /// "" (sent as is) or "zstd": then what is downloaded is the compressed file, bound by
+    /// transfer_sha256 and transfer_size, and sha256 and size are those of the decompressed bytes.
+    std::string compression;
+    std::string transfer_sha256;
+    std::uint64_t transfer_size = 0;
 
     bool operator==(const Artifact&) const = default;
 };

@@ -1,22 +1,27 @@
-// Firmware install benchmark (issue 6): a 512 MiB image installed into a slot file the way the
-// Updater does it (stream while hashing, fsync; and with firmware.verify_readback, re-read and
-// re-hash), next to the machine's own limits measured in the same run on the same file:
+// Firmware install benchmark (issue 6): a 512 MiB image downloaded from the control plane's
+// artifact store on loopback (the real ArtifactStore behind a BeastHttpServer, plain HTTP and
+// mutual TLS) and installed into a slot file the way the Updater does it (stream while hashing,
+// fsync; and with firmware.verify_readback, re-read and re-hash), next to the machine's own
+// limits measured in the same run on the same file:
 //   openssl dgst -sha256 FILE            (hashing speed)
 //   dd if=FILE of=SLOT bs=1M conv=fsync  (write + fsync speed)
-// Target: install throughput >= 80% of the slower of the two. Medians of 3 runs each.
-// Usage: install_bench [MiB] [dir]   (default 512 MiB in the build tree's bench folder)
+// Target: install throughput >= 80% of the slower of the two. Every figure is the median of
+// the rounds (3 by default), each round measuring everything once, in the same order.
+// Usage: install_bench [MiB] [dir] [rounds]   (default 512 MiB in the build tree's bench folder)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include "controlplane/artifact_store.hpp"
 #include "edged/artifact_fetcher.hpp"
@@ -40,31 +45,71 @@ double seconds(Steady::time_point since) {
     return std::chrono::duration<double>(Steady::now() - since).count();
 }
 
+[[noreturn]] void die(const std::string& what) {
+    std::fprintf(stderr, "install_bench: %s\n", what.c_str());
+    std::exit(1);
+}
+
+void check(const Status& st, const std::string& what) {
+    if (!st) die(what + ": " + st.error().what());
+}
+
+void openssl(const std::vector<std::string>& args) {
+    std::vector<std::string> argv{"openssl"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const auto result = test::runCommand(argv);
+    if (result.exit_code != 0) die("openssl " + args.at(0) + ": " + result.err);
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, as the device has them.
+struct Pki {
+    explicit Pki(const std::filesystem::path& dir) : dir(dir) {
+        std::filesystem::create_directories(dir);
+        openssl({"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                 "-nodes", "-keyout", key("ca"), "-out", crt("ca"), "-days", "2", "-subj",
+                 "/CN=bench-ca", "-addext", "basicConstraints=critical,CA:TRUE", "-addext",
+                 "keyUsage=critical,keyCertSign,cRLSign"});
+        leaf("server", "127.0.0.1", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n");
+        leaf("client", "edge-1", "extendedKeyUsage=clientAuth\n");
+    }
+    std::string crt(const std::string& name) const { return (dir / (name + ".crt")).string(); }
+    std::string key(const std::string& name) const { return (dir / (name + ".key")).string(); }
+    void leaf(const std::string& name, const std::string& cn, const std::string& extensions) {
+        const auto ext = dir / (name + ".ext");
+        std::ofstream(ext) << extensions << "basicConstraints=CA:FALSE\n";
+        const auto csr = (dir / (name + ".csr")).string();
+        openssl({"req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                 "-nodes", "-keyout", key(name), "-out", csr, "-subj", "/CN=" + cn});
+        openssl({"x509", "-req", "-in", csr, "-CA", crt("ca"), "-CAkey", key("ca"), "-set_serial",
+                 std::to_string(++serial), "-days", "2", "-out", crt(name), "-extfile",
+                 ext.string()});
+    }
+    std::filesystem::path dir;
+    int serial = 1;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
     const std::uint64_t mib = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 512;
-    const std::filesystem::path dir = argc > 2 ? argv[2] : std::filesystem::path(EDGE_TEST_BIN_DIR) / "../bench/install-bench";
+    const std::filesystem::path dir =
+        argc > 2 ? argv[2] : std::filesystem::path(EDGE_TEST_BIN_DIR) / "../bench/install-bench";
+    const int rounds = std::max(3, argc > 3 ? std::atoi(argv[3]) : 3);
     std::filesystem::create_directories(dir);
     const auto image = dir / "image.bin";
     const auto slot = dir / "slot-b.img";
     const auto dd_slot = dir / "dd-slot.img";
     const std::uint64_t size = mib << 20;
 
-    // A random image (incompressible), hashed once to know its digest.
+    // A random image (incompressible).
     {
         std::mt19937_64 rng(42);
         std::vector<std::uint64_t> block((1u << 20) / 8);
         std::ofstream out(image, std::ios::binary | std::ios::trunc);
-        security::Sha256Hasher hasher;
         for (std::uint64_t i = 0; i < mib; ++i) {
             for (auto& w : block) w = rng();
-            const std::string_view bytes(reinterpret_cast<const char*>(block.data()), 1u << 20);
-            out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-            hasher.update(bytes);
+            out.write(reinterpret_cast<const char*>(block.data()), 1 << 20);
         }
-        out.close();
-        (void)hasher;
     }
     security::Sha256Hasher hasher;
     const auto hash_start = Steady::now();
@@ -78,90 +123,122 @@ int main(int argc, char** argv) {
     const auto digest = hasher.finishHex();
     const double hasher_s = seconds(hash_start);
 
-    // The control plane's artifact store on loopback (plain HTTP here: the bench measures the
-    // fetch path, not TLS), holding the image under its digest.
+    // The control plane's artifact store on loopback, holding the image under its digest, over
+    // plain HTTP and over HTTPS with client certificates (as edged fetches it).
+    const Pki pki(dir / "pki");
     const auto store_dir = dir / "store";
     std::filesystem::create_directories(store_dir);
     const controlplane::ArtifactStore store(store_dir);
     if (auto added = store.add(image); !added || *added != digest) {
-        std::fprintf(stderr, "artifact store: %s\n", added ? "digest differs" : added.error().what().c_str());
-        return 1;
+        die(std::string("artifact store: ") + (added ? "digest differs" : added.error().what()));
     }
     AsioEventLoop loop;
     http::BeastHttpServer server(loop, [&store](const http::Request& r) { return store.handle(r); });
     auto port = server.listen("127.0.0.1", 0);
-    if (!port) return 1;
+    if (!port) die("listen: " + port.error().what());
+    auto tls_port = server.listenTls(
+        "127.0.0.1", 0, {pki.crt("server"), pki.key("server"), pki.crt("ca"), std::chrono::seconds(5)});
+    if (!tls_port) die("listen with TLS: " + tls_port.error().what());
     std::thread serving([&loop] { loop.run(); });
-    const auto url = fmt::format("http://127.0.0.1:{}/v1/artifacts/{}", *port, digest);
+    const auto http_url = fmt::format("http://127.0.0.1:{}/v1/artifacts/{}", *port, digest);
+    const auto https_url = fmt::format("https://127.0.0.1:{}/v1/artifacts/{}", *tls_port, digest);
+    const http::TlsClientOptions client_tls{pki.crt("ca"), pki.crt("client"), pki.key("client")};
     const auto downloaded = dir / "download.img";
 
-    std::vector<double> openssl_s, dd_s, install_s, readback_s, fetch_s;
-    for (int run = 0; run < 3; ++run) {
-        auto t = Steady::now();
-        auto dgst = test::runCommand({"openssl", "dgst", "-sha256", image.string()}, std::chrono::minutes(5));
-        openssl_s.push_back(seconds(t));
-        if (dgst.exit_code != 0 || dgst.out.find(digest) == std::string::npos) {
-            std::fprintf(stderr, "openssl dgst failed or disagrees: %s\n", dgst.out.c_str());
-            return 1;
-        }
-        std::filesystem::remove(dd_slot);
-        t = Steady::now();
-        auto dd = test::runCommand({"dd", "if=" + image.string(), "of=" + dd_slot.string(), "bs=1M", "conv=fsync",
-                                    "status=none"},
-                                   std::chrono::minutes(5));
-        dd_s.push_back(seconds(t));
-        if (dd.exit_code != 0) {
-            std::fprintf(stderr, "dd failed: %s\n", dd.err.c_str());
-            return 1;
-        }
-        std::filesystem::remove(downloaded);
-        t = Steady::now();
-        if (auto fetched = edged::fetchArtifact(url, digest, size, downloaded, nullptr); !fetched) {
-            std::fprintf(stderr, "fetch failed: %s\n", fetched.error().what().c_str());
-            return 1;
-        }
-        fetch_s.push_back(seconds(t));
-        std::filesystem::remove(slot);
-        t = Steady::now();
-        auto st = firmware::installImage(downloaded, slot, size, digest);
-        install_s.push_back(seconds(t));
-        if (!st) {
-            std::fprintf(stderr, "install failed: %s\n", st.error().what().c_str());
-            return 1;
-        }
-        std::filesystem::remove(slot);
-        firmware::InstallOptions paranoid;
-        paranoid.read_back = true;
-        t = Steady::now();
-        st = firmware::installImage(image, slot, size, digest, paranoid);
-        readback_s.push_back(seconds(t));
-        if (!st) {
-            std::fprintf(stderr, "install with read-back failed: %s\n", st.error().what().c_str());
-            return 1;
-        }
+    std::vector<double> openssl_s, dd_s, install_s, readback_s, fetch_s, fetch_tls_s, e2e_s;
+    const auto timed = [](std::vector<double>& into, const std::function<void()>& work) {
+        const auto t = Steady::now();
+        work();
+        into.push_back(seconds(t));
+    };
+    // Removes what the step before left, then lets the file system settle: freeing 512 MiB
+    // (with online discard, as this disk is mounted) costs the next journal commit, which the
+    // next timed step's fsync would otherwise pay for.
+    const auto fresh = [](const std::filesystem::path& p) {
+        std::filesystem::remove(p);
+        std::filesystem::remove(p.string() + ".part");
+        ::sync();
+    };
+    for (int round = 0; round < rounds; ++round) {
+        timed(openssl_s, [&] {
+            auto dgst = test::runCommand({"openssl", "dgst", "-sha256", image.string()},
+                                         std::chrono::minutes(5));
+            if (dgst.exit_code != 0 || dgst.out.find(digest) == std::string::npos) {
+                die("openssl dgst failed or disagrees: " + dgst.out);
+            }
+        });
+        fresh(dd_slot);
+        timed(dd_s, [&] {
+            auto dd = test::runCommand({"dd", "if=" + image.string(), "of=" + dd_slot.string(),
+                                        "bs=1M", "conv=fsync", "status=none"},
+                                       std::chrono::minutes(5));
+            if (dd.exit_code != 0) die("dd failed: " + dd.err);
+        });
+        fresh(downloaded);
+        timed(fetch_s, [&] {
+            check(edged::fetchArtifact(http_url, digest, size, downloaded, nullptr), "fetch (http)");
+        });
+        fresh(downloaded);
+        timed(fetch_tls_s, [&] {
+            check(edged::fetchArtifact(https_url, digest, size, downloaded, &client_tls),
+                  "fetch (https)");
+        });
+        fresh(slot);
+        timed(install_s, [&] { check(firmware::installImage(downloaded, slot, size, digest), "install"); });
+        fresh(slot);
+        timed(readback_s, [&] {
+            firmware::InstallOptions paranoid;
+            paranoid.read_back = true;
+            check(firmware::installImage(image, slot, size, digest, paranoid), "install with read-back");
+        });
+        // What the device does for one update: download (HTTPS, client certificate) into the
+        // artifact cache, then install from there into the slot.
+        fresh(downloaded);
+        fresh(slot);
+        timed(e2e_s, [&] {
+            check(edged::fetchArtifact(https_url, digest, size, downloaded, &client_tls),
+                  "end to end: fetch");
+            check(firmware::installImage(downloaded, slot, size, digest), "end to end: install");
+        });
     }
-    const auto mbps = [&](double s) { return static_cast<double>(mib) / s; };
-    const double openssl_rate = mbps(median(openssl_s));
-    const double dd_rate = mbps(median(dd_s));
-    const double install_rate = mbps(median(install_s));
-    const double floor = std::min(openssl_rate, dd_rate);
     loop.post([&server] { server.stop(); });
     loop.stop();
     serving.join();
-    const double fetch_rate = mbps(median(fetch_s));
-    std::printf("%llu MiB image, medians of 3 runs\n", static_cast<unsigned long long>(mib));
-    std::printf("openssl dgst -sha256          %8.1f MiB/s\n", openssl_rate);
-    std::printf("Sha256Hasher in process       %8.1f MiB/s (one pass, page cache)\n", mbps(hasher_s));
-    std::printf("dd bs=1M conv=fsync           %8.1f MiB/s\n", dd_rate);
-    std::printf("installImage (hash while writing, fsync)    %8.1f MiB/s = %.0f%% of the slower (%s)\n",
-                install_rate, 100.0 * install_rate / floor, openssl_rate < dd_rate ? "openssl" : "dd");
-    std::printf("  with verify_readback (re-read and re-hash) %8.1f MiB/s = %.0f%%\n", mbps(median(readback_s)),
-                100.0 * mbps(median(readback_s)) / floor);
-    std::printf("fetchArtifact from the artifact store (download, hash, write, fsync, rename) %8.1f MiB/s = %.0f%%\n",
-                fetch_rate, 100.0 * fetch_rate / floor);
-    const double both = static_cast<double>(mib) / (median(fetch_s) + median(install_s));
-    std::printf("download then install, end to end                 %8.1f MiB/s = %.0f%%\n", both, 100.0 * both / floor);
-    std::printf("target >= 80%% (install step): %s\n", install_rate >= 0.8 * floor ? "met" : "MISSED");
+
+    const auto rate = [&](const std::vector<double>& s) { return static_cast<double>(mib) / median(s); };
+    const double openssl_rate = rate(openssl_s);
+    const double dd_rate = rate(dd_s);
+    const double floor = std::min(openssl_rate, dd_rate);
+    const char* slower = openssl_rate < dd_rate ? "openssl" : "dd";
+    const auto line = [&](const char* what, double r) {
+        std::printf("%-58s %8.1f MiB/s  %4.0f%% of openssl  %4.0f%% of dd  %4.0f%% of the slower\n",
+                    what, r, 100.0 * r / openssl_rate, 100.0 * r / dd_rate, 100.0 * r / floor);
+    };
+    std::printf("%llu MiB image, medians of %d rounds (the slower limit: %s)\n",
+                static_cast<unsigned long long>(mib), rounds, slower);
+    std::printf("%-58s %8.1f MiB/s\n", "openssl dgst -sha256 (machine limit: hashing)", openssl_rate);
+    std::printf("%-58s %8.1f MiB/s\n", "dd bs=1M conv=fsync (machine limit: write + fsync)", dd_rate);
+    std::printf("%-58s %8.1f MiB/s\n", "Sha256Hasher in process (one pass, page cache, once)",
+                static_cast<double>(mib) / hasher_s);
+    line("installImage: hash + write + fsync", rate(install_s));
+    line("installImage with verify_readback (+ re-read, re-hash)", rate(readback_s));
+    line("fetchArtifact http: download + hash + write + fsync", rate(fetch_s));
+    line("fetchArtifact https (mTLS): download + hash + write + fsync", rate(fetch_tls_s));
+    line("end to end: https download + hash + write + fsync, install", rate(e2e_s));
+    std::printf("target >= 80%% of the slower limit (install step): %s\n",
+                rate(install_s) >= 0.8 * floor ? "met" : "MISSED");
+    const auto raw = [&](const char* what, const std::vector<double>& s) {
+        std::printf("  %-14s", what);
+        for (double x : s) std::printf(" %7.1f", static_cast<double>(mib) / x);
+        std::printf("  MiB/s per round\n");
+    };
+    raw("openssl", openssl_s);
+    raw("dd", dd_s);
+    raw("install", install_s);
+    raw("read-back", readback_s);
+    raw("fetch http", fetch_s);
+    raw("fetch https", fetch_tls_s);
+    raw("end to end", e2e_s);
     std::filesystem::remove_all(dir);
     return 0;
 }

@@ -10,12 +10,14 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <boost/url/parse.hpp>
 #include <cerrno>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <string_view>
 #include <type_traits>
@@ -41,6 +43,10 @@ namespace {
 constexpr std::chrono::milliseconds kRunMargin{500};
 /// The most of a non-2xx body downloadTo() keeps (error messages, not content).
 constexpr std::uint64_t kErrorBodyLimit = 64u << 10;
+/// downloadTo() reads a body of known length in reads of up to this many bytes.
+constexpr std::size_t kBodyRead = 1u << 20;
+/// The parser reads other bodies (chunked, close-delimited, error texts) in up to 64 KiB.
+constexpr std::size_t kParserRead = 64u << 10;
 
 template <class Stream>
 constexpr bool kIsTls = std::is_same_v<Stream, TlsStream>;
@@ -297,26 +303,62 @@ public:
     }
 
     /// Connects, writes message, reads the header and streams the body into the sink (2xx) or
-    /// error_body, each wait bounded by options.timeout. Blocks until done.
+    /// error_body. Connecting, sending and the header share one deadline (options.timeout);
+    /// then each wait for body bytes gets options.timeout, kept by an idle watchdog (one timer
+    /// re-armed once per timeout, not per read: a read costs no timer operation). A 2xx body
+    /// with a Content-Length is read straight into a large buffer (kBodyRead bytes per read
+    /// instead of the parser's 64 KiB) and handed to the sink from there; chunked or
+    /// close-delimited bodies go through the parser. Blocks until done.
     StreamExchange runStreaming(const Message& message, const Connect& connect,
                                 const HeadCheck& on_head, const BodySink& sink,
                                 std::uint64_t max_body) {
+        using Clock = boost::asio::steady_timer::clock_type;
         StreamExchange x;
         bhttp::response_parser<SinkBody> parser;
         parser.body_limit(std::numeric_limits<std::uint64_t>::max());  // SinkTarget enforces
         std::uint64_t events = 0;  // completions so far: the run loop's sign of progress
         bool abandoned = false;
+        bool done = false;
+        bool idle_expired = false;
+        Clock::time_point last_activity;
+        boost::asio::steady_timer idle(io_);
         std::function<void()> read_body;
+        std::function<void()> read_raw;
+        std::function<void()> watch;
+        std::unique_ptr<char[]> raw;     // the body buffer of the direct path
+        std::uint64_t raw_remaining = 0;  // body bytes the direct path still expects
 
         const auto finish = [&](beast::error_code ec) {
-            x.ec = ec;
+            done = true;
+            idle.cancel();
+            // A read cut short by the watchdog is a timeout; one that brought the last bytes
+            // just as it fired is not.
+            x.ec = idle_expired && ec ? beast::error_code(beast::error::timeout) : ec;
             x.result.body_bytes = x.head_done && parser.get().body().sink != nullptr
                                       ? parser.get().body().received
                                       : 0;
         };
+        // Closes the connection once nothing arrived for a whole options.timeout: the pending
+        // read then completes with an error, reported as a timeout.
+        watch = [&] {
+            idle.expires_at(last_activity + options_.timeout);
+            idle.async_wait([&](beast::error_code ec) {
+                if (ec || done || abandoned) return;
+                if (Clock::now() - last_activity < options_.timeout) return watch();
+                idle_expired = true;
+                beast::get_lowest_layer(stream_).socket().close(ec);
+            });
+        };
+        const auto startBody = [&] {
+            // The stream's own deadline covered the exchange so far; the watchdog takes over.
+            beast::get_lowest_layer(stream_).expires_never();
+            last_activity = Clock::now();
+            watch();
+        };
         const auto onBody = [&](beast::error_code ec, std::size_t) {
             ++events;
             if (abandoned) return;
+            last_activity = Clock::now();
             auto& target = parser.get().body();
             if (target.sink_error) {
                 x.error = std::move(*target.sink_error);
@@ -334,8 +376,34 @@ public:
         };
         read_body = [&] {
             x.stage = "receive body";
-            beast::get_lowest_layer(stream_).expires_after(options_.timeout);
             bhttp::async_read_some(stream_, buffer_, parser, onBody);
+        };
+        /// Hands body bytes to the sink (the direct path); false once the sink refused them.
+        const auto deliver = [&](std::string_view bytes) {
+            auto& target = parser.get().body();
+            if (bytes.empty()) return true;
+            if (auto ok = sink(bytes); !ok) {
+                x.error = std::move(ok.error());
+                return false;
+            }
+            target.received += bytes.size();
+            raw_remaining -= bytes.size();
+            return true;
+        };
+        const auto onRaw = [&](beast::error_code ec, std::size_t n) {
+            ++events;
+            if (abandoned) return;
+            last_activity = Clock::now();
+            if (!deliver(std::string_view(raw.get(), n))) return finish({});
+            if (raw_remaining == 0) return finish({});
+            if (ec == boost::asio::error::eof) ec = bhttp::error::partial_message;
+            if (ec) return finish(ec);
+            read_raw();
+        };
+        read_raw = [&] {
+            x.stage = "receive body";
+            const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(kBodyRead, raw_remaining));
+            stream_.async_read_some(boost::asio::buffer(raw.get(), want), onRaw);
         };
         const auto onHeader = [&](beast::error_code ec, std::size_t) {
             ++events;
@@ -368,6 +436,25 @@ public:
                 target.limit = kErrorBodyLimit;
             }
             if (parser.is_done()) return finish({});
+            startBody();
+            const auto length = parser.content_length();
+            if (success && length && !parser.chunked()) {
+                // The direct path: what came with the header first, then large reads. Bytes
+                // past the declared length are never read (the connection is not reused).
+                raw_remaining = *length;
+                const auto early = std::min<std::uint64_t>(buffer_.size(), raw_remaining);
+                const bool taken =
+                    deliver(std::string_view(static_cast<const char*>(buffer_.data().data()),
+                                             static_cast<std::size_t>(early)));
+                buffer_.consume(static_cast<std::size_t>(early));
+                if (!taken || raw_remaining == 0) return finish({});
+                raw = std::make_unique_for_overwrite<char[]>(
+                    static_cast<std::size_t>(std::min<std::uint64_t>(kBodyRead, raw_remaining)));
+                return read_raw();
+            }
+            // Beast reads at most the buffer's free capacity (at least 512 bytes, at most 64
+            // KiB): without room made here, the header-sized buffer means 512-byte reads.
+            buffer_.reserve(kParserRead);
             read_body();
         };
         const auto read_header = [&] {
@@ -401,6 +488,7 @@ public:
             if (events == seen) {
                 // Nothing completed for a whole timeout (a resolver that hangs): give up.
                 abandoned = true;
+                idle.cancel();
                 close();
                 io_.restart();
                 io_.run();

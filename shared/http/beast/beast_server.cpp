@@ -153,7 +153,9 @@ struct FileRangeBody {
         }
 
     private:
-        static constexpr std::size_t kChunk = 256u << 10;
+        // Large enough that a plain-TCP write fills the socket buffer in one call; TLS
+        // encrypts it in 16 KiB records whatever the size.
+        static constexpr std::size_t kChunk = 1u << 20;
         const value_type& body_;
         std::uint64_t sent_ = 0;
         std::vector<char> buffer_;
@@ -171,7 +173,9 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
 public:
     template <class... Args>
     explicit Session(std::shared_ptr<State> state, Args&&... stream_args)
-        : stream_(std::forward<Args>(stream_args)...), state_(std::move(state)) {}
+        : stream_(std::forward<Args>(stream_args)...),
+          write_idle_(stream_.get_executor()),
+          state_(std::move(state)) {}
 
     void start() {
         if constexpr (kIsTls<Stream>) {
@@ -288,6 +292,12 @@ private:
         beast::get_lowest_layer(stream_).expires_after(state_->options.request_timeout);
         auto& message = *res;
         if constexpr (std::is_same_v<Body, FileRangeBody>) {
+            // The stream's deadline would cost two timer operations per write (over TLS, per
+            // 16 KiB record): a watchdog that wakes once per request_timeout takes its place.
+            beast::get_lowest_layer(stream_).expires_never();
+            body_writing_ = true;
+            last_write_ = Clock::now();
+            watchWrites();
             auto serializer = std::make_shared<bhttp::response_serializer<Body>>(message);
             writeSome(std::move(res), std::move(serializer), keep_alive);
         } else {
@@ -300,20 +310,43 @@ private:
         }
     }
 
+    /// Cuts the connection once a streamed body made no progress for request_timeout.
+    void watchWrites() {
+        write_idle_.expires_at(last_write_ + state_->options.request_timeout);
+        write_idle_.async_wait([self = this->shared_from_this()](beast::error_code ec) {
+            if (ec || !self->body_writing_) return;
+            if (Clock::now() - self->last_write_ < self->state_->options.request_timeout) {
+                return self->watchWrites();
+            }
+            log::info("http: a response body made no progress for {} ms; closing",
+                      self->state_->options.request_timeout.count());
+            self->closeSocket();  // the pending write fails and ends the session
+        });
+    }
+
+    void endBody() {
+        body_writing_ = false;
+        write_idle_.cancel();
+    }
+
     template <class Body>
     void writeSome(std::shared_ptr<bhttp::response<Body>> res,
                    std::shared_ptr<bhttp::response_serializer<Body>> serializer, bool keep_alive) {
-        beast::get_lowest_layer(stream_).expires_after(state_->options.request_timeout);
         auto& sr = *serializer;
         bhttp::async_write_some(
             stream_, sr,
             [self = this->shared_from_this(), res = std::move(res),
              serializer = std::move(serializer),
              keep_alive](beast::error_code ec, std::size_t) mutable {
-                if (ec) return self->closeSocket();  // mid-body: the client must see it cut
+                self->last_write_ = Clock::now();
+                if (ec) {
+                    self->endBody();
+                    return self->closeSocket();  // mid-body: the client must see it cut
+                }
                 if (!serializer->is_done()) {
                     return self->writeSome(std::move(res), std::move(serializer), keep_alive);
                 }
+                self->endBody();
                 if (!keep_alive) return self->close();
                 self->readRequest();
             });
@@ -338,7 +371,12 @@ private:
         beast::get_lowest_layer(stream_).close();
     }
 
+    using Clock = boost::asio::steady_timer::clock_type;
+
     Stream stream_;
+    boost::asio::steady_timer write_idle_;  // watchWrites()
+    Clock::time_point last_write_;          // the last write of a streamed body completed
+    bool body_writing_ = false;
     beast::flat_buffer buffer_;
     std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
     std::shared_ptr<State> state_;

@@ -88,9 +88,12 @@ TEST_CASE("compileFleet: a group's artifacts reach its bundles, checked against 
                     "      - kind: model\n        name: detector\n        version: '7'\n        sha256: " + model +
                     "\n        size: 10\n        provenance: {source: s, metrics: {fairness: 0.9}}\n"
                     "devices: {d1: {group: g}}\n");
-    const controlplane::ArtifactLookup store = [&](std::string_view digest) -> Result<std::uint64_t> {
-        if (digest == fw) return 4096;
-        if (digest == model) return 10;
+    const std::string zst(64, 'c');
+    const std::string content(64, 'd');
+    const controlplane::ArtifactLookup store = [&](std::string_view digest) -> Result<controlplane::StoredArtifact> {
+        if (digest == fw) return controlplane::StoredArtifact{4096};
+        if (digest == model) return controlplane::StoredArtifact{10};
+        if (digest == zst) return controlplane::StoredArtifact{100, true, content, 5000};
         return fail(SharedErrc::kNotFound, "not stored");
     };
     auto fleet = controlplane::compileFleet(dir.path(), store);
@@ -102,6 +105,19 @@ TEST_CASE("compileFleet: a group's artifacts reach its bundles, checked against 
     CHECK(artifacts[0].url == "/v1/artifacts/" + fw);
     CHECK(artifacts[1].provenance["metrics"]["fairness"] == 0.9);
     REQUIRE(fleet->bundles.at("d1").firmware() != nullptr);
+    // A zstd file in the store: sent compressed, bound by what it decompresses to.
+    test::writeFile(dir / "fleet.yaml", "groups: {g: {artifacts: [{kind: model, name: m, version: '1', sha256: " + zst +
+                                            "}]}}\ndevices: {d1: {group: g}}\n");
+    auto zstd_fleet = controlplane::compileFleet(dir.path(), store);
+    REQUIRE(zstd_fleet);
+    const auto& z = zstd_fleet->bundles.at("d1").artifacts.at(0);
+    CHECK(z.compression == "zstd");
+    CHECK(z.sha256 == content);
+    CHECK(z.size == 5000);
+    CHECK(z.transfer_sha256 == zst);
+    CHECK(z.transfer_size == 100);
+    CHECK(z.url == "/v1/artifacts/" + zst);
+    CHECK(bundle::fromJson(bundle::toJson(zstd_fleet->bundles.at("d1")))->artifacts == zstd_fleet->bundles.at("d1").artifacts);
     CHECK(fleet->bundles.at("d1").firmware()->version == "2.0");
 
     struct Case {
@@ -109,7 +125,7 @@ TEST_CASE("compileFleet: a group's artifacts reach its bundles, checked against 
         std::string expected;
     };
     const std::vector<Case> cases = {
-        {"[{kind: firmware, name: r, version: '1', sha256: " + std::string(64, 'c') + "}]", "not in the artifact store"},
+        {"[{kind: firmware, name: r, version: '1', sha256: " + std::string(64, 'e') + "}]", "not in the artifact store"},
         {"[{kind: firmware, name: r, version: '1', sha256: " + fw + ", size: 5}]", "does not match the stored"},
         {"[{kind: kernel, name: r, version: '1', sha256: " + fw + "}]", "neither 'firmware' nor 'model'"},
         {"[{kind: firmware, name: r, version: '1', sha256: ABC}]", "64 lowercase hex"},

@@ -22,6 +22,7 @@
 #include "shared/loop/asio/asio_event_loop.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/test_pki.hpp"
+#include "tests/support/ports.hpp"
 #include "tests/support/temp_dir.hpp"
 
 using namespace edge;
@@ -102,16 +103,7 @@ public:
     using Serve = std::function<void(int fd, const std::string& head, int index)>;
 
     explicit RawServer(Serve serve) : serve_(std::move(serve)) {
-        listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        REQUIRE(listen_fd_ >= 0);
-        sockaddr_in addr{};
-        addr.sin_family = AF_INET;
-        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t len = sizeof(addr);
-        REQUIRE(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-        REQUIRE(::listen(listen_fd_, 8) == 0);
-        REQUIRE(::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-        port_ = ntohs(addr.sin_port);
+        listen_fd_ = test::listenLoopback(port_, 8);
         thread_ = std::thread([this] { run(); });
     }
     ~RawServer() {
@@ -568,4 +560,76 @@ TEST_CASE("fetchArtifact: after a restart, the .part of the previous run is cont
         CHECK(test::readFile(dest) == content);
         CHECK(rig.seenRanges() == std::vector<std::string>{""});
     }
+}
+
+TEST_CASE("fetchArtifact: multi-MiB artifacts arrive whole, fresh, resumed or restarted",
+          "[artifacts]") {
+    // Several staging buffers' worth, with a ragged end: the double buffering, the hashing
+    // thread and the re-hash of a multi-MiB .part all take part.
+    test::TempDir dir;
+    const std::string content = pattern((5u << 20) + 12345, 11);
+    test::writeFile(dir / "a.bin", content);
+    ArtifactStore store(dir / "store");
+    const auto digest = *store.add(dir / "a.bin");
+    StoreRig rig(store);
+    const auto dest = dir / "out.bin";
+    const auto part = dir / "out.bin.part";
+    std::vector<edged::FetchProgress> seen;
+    const auto progress = [&](const edged::FetchProgress& p) { seen.push_back(p); };
+
+    SECTION("fresh, with progress about every MiB") {
+        auto ok = edged::fetchArtifact(rig.url(digest), digest, content.size(), dest, nullptr,
+                                       progress);
+        INFO((ok ? "" : ok.error().what()));
+        REQUIRE(ok);
+        CHECK(test::readFile(dest) == content);
+        CHECK(seen.size() >= 6);
+        CHECK(seen.back().done == content.size());
+        CHECK(std::is_sorted(seen.begin(), seen.end(),
+                             [](const auto& a, const auto& b) { return a.done < b.done; }));
+    }
+    SECTION("from a .part of a few MiB") {
+        const std::size_t prefix = (3u << 20) + 777;
+        test::writeFile(part, content.substr(0, prefix));
+        auto ok = edged::fetchArtifact(rig.url(digest), digest, content.size(), dest, nullptr,
+                                       progress);
+        INFO((ok ? "" : ok.error().what()));
+        REQUIRE(ok);
+        CHECK(test::readFile(dest) == content);
+        CHECK(seen.front().resumed_from == prefix);
+        CHECK(rig.seenRanges() == std::vector<std::string>{"bytes=" + std::to_string(prefix) + "-"});
+    }
+    SECTION("a corrupt byte deep in a multi-MiB .part fails the digest") {
+        std::string corrupt = content.substr(0, (2u << 20) + 5);
+        corrupt[(1u << 20) + 3] ^= 1;
+        test::writeFile(part, corrupt);
+        auto res = edged::fetchArtifact(rig.url(digest), digest, content.size(), dest, nullptr);
+        REQUIRE_FALSE(res);
+        CHECK(res.error().code() == FetchErrc::kDigest);
+        CHECK_FALSE(fs::exists(part));
+    }
+    SECTION("a server that ignores Range restarts a multi-MiB .part from zero") {
+        rig.ignore_range = true;
+        test::writeFile(part, content.substr(0, (2u << 20) + 99));
+        auto ok = edged::fetchArtifact(rig.url(digest), digest, content.size(), dest, nullptr);
+        INFO((ok ? "" : ok.error().what()));
+        REQUIRE(ok);
+        CHECK(test::readFile(dest) == content);
+    }
+}
+
+TEST_CASE("fetchArtifact: connections broken after a few MiB are resumed within one call",
+          "[artifacts]") {
+    test::TempDir dir;
+    const std::string content = pattern((4u << 20) + 3, 13);
+    const auto digest = security::sha256Hex(content);
+    RawServer server(breakingServer(content, 2, (1u << 20) + 4097));
+    auto ok = edged::fetchArtifact(server.url(), digest, content.size(), dir / "out.bin", nullptr);
+    INFO((ok ? "" : ok.error().what()));
+    REQUIRE(ok);
+    CHECK(test::readFile(dir / "out.bin") == content);
+    const auto heads = server.heads();
+    REQUIRE(heads.size() == 3);
+    CHECK_THAT(heads[1], Catch::Contains("Range: bytes=" + std::to_string((1u << 20) + 4097) + "-"));
+    CHECK_THAT(heads[2], Catch::Contains("Range: bytes=" + std::to_string(2 * ((1u << 20) + 4097)) + "-"));
 }

@@ -3,11 +3,14 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <chrono>
+#include <functional>
 #include <fstream>
 #include <future>
 #include <thread>
@@ -16,6 +19,7 @@
 #include "shared/loop/asio/asio_event_loop.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/test_pki.hpp"
+#include "tests/support/ports.hpp"
 #include "tests/support/temp_dir.hpp"
 
 using namespace edge;
@@ -93,6 +97,48 @@ http::Handler fileHandler(fs::path path) {
         return res;
     };
 }
+
+/// A raw TCP server on a loopback port for one connection: reads the request head, then hands
+/// the socket to serve() on its own thread, then closes it.
+class OneShotServer {
+public:
+    explicit OneShotServer(std::function<void(int fd)> serve) {
+        listen_fd_ = test::listenLoopback(port_, 4);
+        thread_ = std::thread([this, serve = std::move(serve)] {
+            pollfd pfd{listen_fd_, POLLIN, 0};
+            if (::poll(&pfd, 1, 5000) <= 0) return;
+            const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+            if (fd < 0) return;
+            std::string head;
+            char buffer[4096];
+            while (head.find("\r\n\r\n") == std::string::npos) {
+                const auto n = ::recv(fd, buffer, sizeof(buffer), 0);
+                if (n <= 0) break;
+                head.append(buffer, static_cast<std::size_t>(n));
+            }
+            serve(fd);
+            ::shutdown(fd, SHUT_RDWR);
+            ::close(fd);
+        });
+    }
+    ~OneShotServer() {
+        thread_.join();
+        ::close(listen_fd_);
+    }
+    std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/file"; }
+    static void sendAll(int fd, std::string_view data) {
+        while (!data.empty()) {
+            const auto n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+            if (n <= 0) return;
+            data.remove_prefix(static_cast<std::size_t>(n));
+        }
+    }
+
+private:
+    int listen_fd_ = -1;
+    int port_ = 0;
+    std::thread thread_;
+};
 
 }  // namespace
 
@@ -314,4 +360,132 @@ TEST_CASE("downloadTo: limits, error statuses and sink errors", "[http]") {
         CHECK(res.error().code() == SharedErrc::kInvalidArgument);
         CHECK_FALSE(http::downloadTo("ftp://127.0.0.1/file", {}, nullptr, {}, sink, 1));
     }
+}
+
+TEST_CASE("downloadTo: the idle timeout bounds each wait for body bytes, not the download",
+          "[http]") {
+    const std::string content = pattern(64000);
+    const auto head = "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(content.size()) +
+                      "\r\nConnection: close\r\n\r\n";
+    const http::ClientOptions options{std::chrono::milliseconds(400), 4096};
+    std::string received;
+    const auto sink = [&](std::string_view chunk) {
+        received.append(chunk);
+        return Status{};
+    };
+
+    SECTION("slow but steady: 8 pieces 150 ms apart, 1.2 s in all, succeed") {
+        OneShotServer server([&](int fd) {
+            OneShotServer::sendAll(fd, head);
+            for (std::size_t i = 0; i < 8; ++i) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(150));
+                OneShotServer::sendAll(fd, std::string_view(content).substr(i * 8000, 8000));
+            }
+        });
+        auto res = http::downloadTo(server.url(), {}, nullptr, options, sink, content.size());
+        INFO((res ? "" : res.error().what()));
+        REQUIRE(res);
+        CHECK(received == content);
+    }
+    SECTION("a body that stalls half-way is a timeout; the sink has the first half") {
+        std::promise<void> finished;
+        OneShotServer server([&](int fd) {
+            OneShotServer::sendAll(fd, head + content.substr(0, 32000));
+            finished.get_future().wait_for(std::chrono::seconds(5));
+        });
+        const auto start = std::chrono::steady_clock::now();
+        auto res = http::downloadTo(server.url(), {}, nullptr, options, sink, content.size());
+        const auto took = std::chrono::steady_clock::now() - start;
+        finished.set_value();
+        REQUIRE_FALSE(res);
+        CHECK(res.error().code() == SharedErrc::kTimeout);
+        CHECK_THAT(res.error().what(), Catch::Contains("receive body"));
+        CHECK(received == content.substr(0, 32000));
+        CHECK(took >= std::chrono::milliseconds(400));
+        CHECK(took < std::chrono::seconds(3));
+    }
+}
+
+TEST_CASE("downloadTo: chunked and close-delimited bodies arrive whole through the parser",
+          "[http]") {
+    const std::string content = pattern(300000);
+    std::string received;
+    const auto sink = [&](std::string_view chunk) {
+        received.append(chunk);
+        return Status{};
+    };
+    SECTION("chunked") {
+        OneShotServer server([&](int fd) {
+            OneShotServer::sendAll(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                                       "Connection: close\r\n\r\n");
+            for (std::size_t at = 0; at < content.size(); at += 70000) {
+                const auto piece = std::string_view(content).substr(at, 70000);
+                char size[32];
+                std::snprintf(size, sizeof(size), "%zx\r\n", piece.size());
+                OneShotServer::sendAll(fd, size);
+                OneShotServer::sendAll(fd, piece);
+                OneShotServer::sendAll(fd, "\r\n");
+            }
+            OneShotServer::sendAll(fd, "0\r\n\r\n");
+        });
+        auto res = http::downloadTo(server.url(), {}, nullptr, {}, sink, content.size());
+        INFO((res ? "" : res.error().what()));
+        REQUIRE(res);
+        CHECK(res->body_bytes == content.size());
+        CHECK(received == content);
+    }
+    SECTION("close-delimited, cut at max_body") {
+        OneShotServer server([&](int fd) {
+            OneShotServer::sendAll(fd, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + content);
+        });
+        auto res = http::downloadTo(server.url(), {}, nullptr, {}, sink, 100000);
+        REQUIRE_FALSE(res);
+        CHECK_THAT(res.error().what(), Catch::Contains("more than 100000 bytes"));
+        CHECK(received == content.substr(0, 100000));
+    }
+}
+
+TEST_CASE("BeastHttpServer: a client that stops reading a file body is cut off after "
+          "request_timeout",
+          "[http]") {
+    test::TempDir dir;
+    const std::size_t size = 64u << 20;  // far more than the socket buffers hold
+    {
+        std::ofstream out(dir / "big.bin", std::ios::binary);
+        const std::string block = pattern(1u << 20);
+        for (std::size_t i = 0; i < size / block.size(); ++i) out << block;
+    }
+    AsioEventLoop loop;
+    http::BeastHttpServer server(loop, fileHandler(dir / "big.bin"),
+                                 {1u << 20, std::chrono::milliseconds(300)});
+    auto port = server.listen("127.0.0.1", 0);
+    REQUIRE(port);
+    std::thread serving([&] { loop.run(); });
+
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<std::uint16_t>(*port));
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+    const std::string request = "GET /file HTTP/1.1\r\nHost: x\r\n\r\n";
+    REQUIRE(::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+            static_cast<ssize_t>(request.size()));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // reads nothing meanwhile
+    std::size_t got = 0;
+    std::vector<char> buffer(1u << 20);
+    for (;;) {
+        pollfd pfd{fd, POLLIN, 0};
+        if (::poll(&pfd, 1, 3000) <= 0) break;  // would mean the server kept the connection
+        const auto n = ::recv(fd, buffer.data(), buffer.size(), 0);
+        if (n <= 0) break;
+        got += static_cast<std::size_t>(n);
+    }
+    ::close(fd);
+    loop.post([&] { server.stop(); });
+    loop.stop();
+    serving.join();
+    CHECK(got > 0);
+    CHECK(got < size);
 }
