@@ -192,6 +192,7 @@ Status loadOtaConfig(config::ConfigFile& file, const std::filesystem::path& path
         auto fw = firmware::loadFirmwareConfig(file);
         if (!fw) return fail(fw.error());
         c.firmware = std::move(*fw);
+        c.ota.state_command = c.firmware->state_command;
     }
     return {};
 }

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "firmware/command.hpp"
 #include "shared/compress/zstd_file.hpp"
 #include "shared/core/log.hpp"
 #include "shared/policy/engine.hpp"
@@ -48,6 +49,20 @@ firmware::UpdaterHooks OtaManager::updaterHooks() {
         }
         log::info("firmware update: {} ({} -> {}){}", firmware::stateName(r.state), r.current_version,
                   r.target.version, r.reason.empty() ? "" : ": " + r.reason);
+        if (!settings_.state_command.empty()) {
+            // The transition is already persisted: whatever the command does (even stop the
+            // machine), a restart resumes from this state.
+            auto argv = settings_.state_command;
+            argv.emplace_back(firmware::stateName(r.state));
+            firmware::CommandOptions options;
+            options.timeout = settings_.state_timeout;
+            auto ran = firmware::runCommand(clock_, argv, options);
+            if (!ran) {
+                log::warn("firmware state command: {}", ran.error().what());
+            } else if (ran->exit_code != 0) {
+                log::warn("firmware state command {} exited with {}", firmware::describeCommand(argv), ran->exit_code);
+            }
+        }
         changed();
     };
     hooks.progress = [this](std::uint64_t written, std::uint64_t total) {

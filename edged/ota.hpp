@@ -45,6 +45,11 @@ struct OtaSettings {
     /// Downloads and their .part files (resumed after a restart).
     std::filesystem::path downloads_dir;
     std::chrono::milliseconds retry_interval{std::chrono::seconds(30)};
+    /// firmware.state_command: run after every persisted transition of a firmware update with
+    /// the new state's name appended, like Mender's state scripts (notify applications, stop a
+    /// workload before the reboot). Its exit status is logged, not acted on.
+    std::vector<std::string> state_command;
+    std::chrono::milliseconds state_timeout{std::chrono::seconds(30)};
 };
 
 /// The optional parts; null ones make the matching domain fail with a clear reason.

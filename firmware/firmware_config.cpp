@@ -44,7 +44,8 @@ Result<FirmwareConfig> loadFirmwareConfig(config::ConfigFile& cfg) {
                              std::pair{"firmware.fw_setenv", &boot.fw_setenv},
                              std::pair{"firmware.grub_editenv", &boot.grub_editenv},
                              std::pair{"firmware.reboot_command", &out.reboot_command},
-                             std::pair{"firmware.health_command", &out.health_command}}) {
+                             std::pair{"firmware.health_command", &out.health_command},
+                             std::pair{"firmware.state_command", &out.state_command}}) {
         if (auto st = optionalArgv(cfg, key, *argv); !st) return fail(std::move(st.error()));
     }
     auto command_timeout = cfg.duration("firmware.command_timeout", boot.command_timeout);

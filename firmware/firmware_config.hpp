@@ -14,6 +14,8 @@
 //   firmware.command_timeout  per boot-environment command    (default 10s)
 //   firmware.reboot_command   argv list                       (default [systemctl, reboot])
 //   firmware.health_command   argv list, optional
+//   firmware.state_command    argv list, optional: run after every persisted transition with
+//                             the new state's name appended (like Mender's state scripts)
 //   firmware.health_timeout   (default 60s)
 //   firmware.chunk_size       bytes per write                 (default 1048576)
 //   firmware.verify_readback  re-read the slot after the fsync  (default false)
@@ -31,6 +33,7 @@ struct FirmwareConfig {
     std::vector<std::string> reboot_command{"systemctl", "reboot"};
     std::vector<std::string> health_command;
     std::chrono::milliseconds health_timeout{60'000};
+    std::vector<std::string> state_command;
     std::size_t chunk_size = 1u << 20;
     bool verify_readback = false;
 };

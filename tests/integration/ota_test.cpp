@@ -416,3 +416,112 @@ TEST_CASE("OTA: a bundle's policies and its zstd-compressed model switch togethe
     CHECK_FALSE(std::filesystem::exists(fleet.dir / "state/edge-1/downloads" /
                                         ("model-" + security::sha256Hex(model) + ".zst")));
 }
+
+TEST_CASE("OTA: edged killed right after each persisted firmware transition ends on a good slot",
+          "[integration][ota][crash]") {
+    test::FleetHarness fleet;
+    test::TestPki pki;
+    const int artifacts_port = fleet.enableArtifactStore(pki);
+    const auto image = pattern(6u << 20, 9);
+    const auto image_sha = addArtifact(fleet, "rootfs-4.0.0.img", image);
+    const auto fleet_yaml = fleet.dir / "fleet/fleet.yaml";
+    auto text = test::readFile(fleet_yaml);
+    text.insert(text.find("  npu-lab:\n"),
+                fmt::format("    artifacts:\n      - {{kind: firmware, name: rootfs, version: \"4.0.0\", sha256: {}}}\n",
+                            image_sha));
+    test::writeFile(fleet_yaml, text);
+    fleet.startControlPlane();
+
+    // The state command (Mender's state scripts) runs after each transition is persisted; here it
+    // kills edged when the state is the one named in <id>.crash-at, as a crash or power cut would.
+    const std::vector<std::string> states = {"installing", "installed", "rebooting", "verifying", "committing", "committed"};
+    for (const std::string id : {"edge-1", "edge-2"}) {
+        const auto state = fleet.dir / "state" / id;
+        std::filesystem::create_directories(state);
+        test::writeFile(state / "slot-a.img", "factory image A");
+        const auto script = fleet.dir / (id + "-state.sh");
+        test::writeFile(script, fmt::format("echo \"$1\" >> {0}/{1}.states\n"
+                                            "if [ \"$(cat {0}/{1}.crash-at 2>/dev/null)\" = \"$1\" ]; then\n"
+                                            "  rm -f {0}/{1}.crash-at; kill -9 $PPID\n"
+                                            "fi\n",
+                                            fleet.dir.path().string(), id));
+        configureOta(fleet, id, artifacts_port, pki, fmt::format("  state_command: [/bin/sh, {}]\n", script.string()));
+    }
+    auto run = [&](const std::string& id, bool power_cut) {
+        const auto cfg = (fleet.dir / (id + ".yaml")).string();
+        auto bootloader = [&] {
+            auto boot = test::runCommand({test::binary("edged").string(), "bootloader", "-c", cfg});
+            INFO(boot.err);
+            REQUIRE(boot.exit_code == 0);
+        };
+        bootloader();
+        std::size_t seen_reboots = 0;
+        for (const auto& crash_at : states) {
+            INFO(id << " killed at " << crash_at << (power_cut ? " (power cut)" : " (crash)"));
+            test::writeFile(fleet.dir / (id + ".crash-at"), crash_at);
+            fleet.startDevice(id);
+            // Up to two boots to reach the state (a reboot may come first).
+            for (int boot = 0; boot < 3 && std::filesystem::exists(fleet.dir / (id + ".crash-at")); ++boot) {
+                test::waitUntil([&] {
+                    const auto st = firmwareState(getJson(fleet, id, "/v1/ota"));
+                    return !std::filesystem::exists(fleet.dir / (id + ".crash-at")) || reboots(fleet, id) > seen_reboots ||
+                           st == "failed";  // the update ended before reaching the state
+                }, 20s);
+                if (std::filesystem::exists(fleet.dir / (id + ".crash-at")) && reboots(fleet, id) > seen_reboots) {
+                    seen_reboots = reboots(fleet, id);
+                    fleet.killDevice(id);
+                    bootloader();
+                    fleet.startDevice(id);
+                }
+            }
+            if (std::filesystem::exists(fleet.dir / (id + ".crash-at"))) break;  // the update ended first
+            REQUIRE(test::waitUntil([&] { return !fleet.devices_.at(id).running(); }, 10s));
+            fleet.killDevice(id);  // reaps it
+            if (power_cut || reboots(fleet, id) > seen_reboots) {
+                seen_reboots = reboots(fleet, id);
+                bootloader();
+            }
+        }
+        std::filesystem::remove(fleet.dir / (id + ".crash-at"));
+        // Undisturbed now: it settles within a few boots.
+        fleet.startDevice(id);
+        std::string final_state;
+        for (int boot = 0; boot < 4; ++boot) {
+            test::waitUntil([&] {
+                final_state = firmwareState(getJson(fleet, id, "/v1/ota"));
+                return final_state == "committed" || final_state == "failed" || reboots(fleet, id) > seen_reboots;
+            }, 20s);
+            if (final_state == "committed" || final_state == "failed") break;
+            seen_reboots = reboots(fleet, id);
+            fleet.killDevice(id);
+            bootloader();
+            fleet.startDevice(id);
+        }
+        const auto ota = getJson(fleet, id, "/v1/ota");
+        INFO(ota.dump() << "\nstates:\n" << test::readFile(fleet.dir / (id + ".states")));
+        const auto bootenv = test::readFile(fleet.dir / "state" / id / "bootenv");
+        const auto booted = test::readFile(fleet.dir / "state" / id / "booted");
+        if (final_state == "committed") {
+            CHECK(ota["firmware"]["current_version"] == "4.0.0");
+            CHECK(booted.find('B') != std::string::npos);
+            CHECK(bootenv.find("BOOT_ORDER=B A") != std::string::npos);
+            CHECK(test::readFile(fleet.dir / "state" / id / "slot-b.img").substr(0, image.size()) == image);
+        } else {
+            // Only a power cut after the trial boot may end here (RAUC's trade-off): back on A.
+            REQUIRE(final_state == "failed");
+            CHECK(power_cut);
+            CHECK(booted.find('A') != std::string::npos);
+            CHECK(bootenv.find("BOOT_ORDER=A") != std::string::npos);
+            CHECK_FALSE(ota["firmware"]["reason"].get<std::string>().empty());
+        }
+        fleet.killDevice(id);
+        return final_state;
+    };
+    CHECK(run("edge-1", false) == "committed");  // a crashed daemon never loses the update
+    const auto with_power_cuts = run("edge-2", true);
+    CHECK((with_power_cuts == "committed" || with_power_cuts == "failed"));
+    // Every transition was seen, and killed at, on the way.
+    for (const auto& s : states) {
+        CHECK(test::readFile(fleet.dir / "edge-1.states").find(s) != std::string::npos);
+    }
+}
