@@ -20,18 +20,10 @@
 
 namespace edge::security {
 
-/// Owns one EVP_PKEY. Immutable after construction; OpenSSL 3 allows concurrent sign/verify
-/// with the same EVP_PKEY.
-class KeyHandle {
+/// Owns one EVP_PKEY (security/openssl/ossl_ptr.hpp).
+class KeyHandle : public ossl::PkeyHolder {
 public:
-    explicit KeyHandle(EVP_PKEY* pkey) : pkey_(pkey) {}
-    KeyHandle(const KeyHandle&) = delete;
-    KeyHandle& operator=(const KeyHandle&) = delete;
-    ~KeyHandle() { EVP_PKEY_free(pkey_); }
-    [[nodiscard]] EVP_PKEY* get() const { return pkey_; }
-
-private:
-    EVP_PKEY* pkey_;
+    using PkeyHolder::PkeyHolder;
 };
 
 namespace {

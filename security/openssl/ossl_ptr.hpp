@@ -25,4 +25,18 @@ using CipherCtxPtr = std::unique_ptr<EVP_CIPHER_CTX, Deleter<&EVP_CIPHER_CTX_fre
 using EcdsaSigPtr = std::unique_ptr<ECDSA_SIG, Deleter<&ECDSA_SIG_free>>;
 using BignumPtr = std::unique_ptr<BIGNUM, Deleter<&BN_free>>;
 
+/// Owns one EVP_PKEY for the lifetime of a parsed key. Immutable after construction: OpenSSL 3
+/// allows concurrent sign and verify with the same EVP_PKEY.
+class PkeyHolder {
+public:
+    explicit PkeyHolder(EVP_PKEY* pkey) : pkey_(pkey) {}
+    PkeyHolder(const PkeyHolder&) = delete;
+    PkeyHolder& operator=(const PkeyHolder&) = delete;
+    ~PkeyHolder() { EVP_PKEY_free(pkey_); }
+    [[nodiscard]] EVP_PKEY* get() const { return pkey_; }
+
+private:
+    EVP_PKEY* pkey_;
+};
+
 }  // namespace edge::security::ossl

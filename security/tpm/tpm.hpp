@@ -1,6 +1,6 @@
 #pragma once
 // Tpm: the device's view of its TPM 2.0 (issue 5). Free of vendor types; the adapter is
-// security/tpm/esapi_tpm.cpp (TSS2 ESAPI), the verifier side is security/tpm/attestation.hpp.
+// security/tpm/tss2/esapi_tpm.cpp (TSS2 ESAPI), the verifier side is security/tpm/attestation.hpp.
 //
 // Byte formats are the TPM's own marshalled structures (big-endian, TPM 2.0 Part 2), so the
 // control plane and tpm2-tools can read them without this code.

@@ -26,16 +26,9 @@
 namespace edge::security::tpm {
 
 /// One parsed P-256 public key. Immutable; OpenSSL 3 allows concurrent verifies with it.
-class AkKey {
+class AkKey : public ossl::PkeyHolder {
 public:
-    explicit AkKey(EVP_PKEY* pkey) : pkey_(pkey) {}
-    AkKey(const AkKey&) = delete;
-    AkKey& operator=(const AkKey&) = delete;
-    ~AkKey() { EVP_PKEY_free(pkey_); }
-    [[nodiscard]] EVP_PKEY* get() const { return pkey_; }
-
-private:
-    EVP_PKEY* pkey_;
+    using PkeyHolder::PkeyHolder;
 };
 
 namespace {
