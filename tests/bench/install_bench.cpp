@@ -92,8 +92,10 @@ struct Pki {
 
 int main(int argc, char** argv) {
     const std::uint64_t mib = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 512;
+    // Its own folder inside the one given: removed at the end, so nothing else there is touched.
     const std::filesystem::path dir =
-        argc > 2 ? argv[2] : std::filesystem::path(EDGE_TEST_BIN_DIR) / "../bench/install-bench";
+        (argc > 2 && *argv[2] != '\0' ? std::filesystem::path(argv[2]) : std::filesystem::path(EDGE_TEST_BIN_DIR) / "../bench") /
+        "install-bench";
     const int rounds = std::max(3, argc > 3 ? std::atoi(argv[3]) : 3);
     std::filesystem::create_directories(dir);
     const auto image = dir / "image.bin";
