@@ -109,11 +109,13 @@ void AttestationService::periodic() {
     }
 }
 
-void AttestationService::publish(const std::string& id, std::string_view leaf, std::string payload) {
+Status AttestationService::publish(const std::string& id, std::string_view leaf, std::string payload) {
     const auto topic = fmt::format("{}/dev/{}/{}", topic_prefix_, id, leaf);
     if (auto st = mqtt_.publish({topic, std::move(payload), 1, false}); !st) {
         log::warn("attestation: {} not published: {}", topic, st.error().what());
+        return st;
     }
+    return {};
 }
 
 void AttestationService::save(const std::string& id, const Record& record) {
@@ -200,7 +202,7 @@ void AttestationService::onEnroll(const std::string& id, const std::string& payl
         std::string_view(reinterpret_cast<const char*>(m->ek_public.data()), m->ek_public.size()));
     pending_[id] = Pending{secret, b64(m->ak_public), ak_name, ek_digest};
     if (record.state == "unenrolled" || record.state == "refused") setState(id, record, "enrolling", "");
-    publish(id, "attest/credential",
+    (void)publish(id, "attest/credential",
             tpm::toJson(tpm::CredentialMessage{credential->credential_blob, credential->encrypted_secret}));
 }
 
@@ -243,8 +245,9 @@ Status AttestationService::challenge(const std::string& id, const std::string& w
                  fmt::format("no quote within {} ms of the {} challenge", settings_.deadline.count(), why_sent));
     });
     const auto message = tpm::toJson(tpm::ChallengeMessage{o.nonce, {settings_.pcr}});
+    // A challenge that never left (broker down) must not run into its deadline.
+    if (auto st = publish(id, "attest/challenge", message); !st) return st;
     outstanding_[id] = std::move(o);
-    publish(id, "attest/challenge", message);
     return {};
 }
 
@@ -355,8 +358,7 @@ Status AttestationService::reenroll(const std::string& id) {
     outstanding_.erase(id);
     save(id, record);
     log::info("attestation: operator re-enrollment of '{}'", id);
-    publish(id, "attest/reenroll", "{}");
-    return {};
+    return publish(id, "attest/reenroll", "{}");
 }
 
 std::optional<std::string> AttestationService::quarantined(const std::string& id) const {

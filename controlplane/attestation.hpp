@@ -134,7 +134,7 @@ private:
     void setState(const std::string& id, Record& record, std::string state, std::string reason);
     void reject(const std::string& id, std::string why);
     void save(const std::string& id, const Record& record);
-    void publish(const std::string& id, std::string_view leaf, std::string payload);
+    [[nodiscard]] Status publish(const std::string& id, std::string_view leaf, std::string payload);
     void periodic();
     [[nodiscard]] nlohmann::json recordJson(const Record& r) const;
 

@@ -150,3 +150,47 @@ TEST_CASE("Attestation: unsolicited quotes and bad enrollments are counted and c
     REQUIRE(reopened.load());
     CHECK(reopened.deviceJson("edge-1")["rejected"] == 4);
 }
+
+TEST_CASE("Attestation: an unanswered challenge quarantines; one that could not be sent does not") {
+    test::TempDir dir;
+    auto store = store::LmdbStore::open(dir / "db");
+    REQUIRE(store);
+    // An enrolled device, as a previous run left it.
+    REQUIRE((*store)->putOne("attest", "edge-1",
+                             R"({"state":"trusted","ak_public":"AAAA","ak_name":"000b","accept_baseline":false})"));
+    test::FakeEventLoop loop;
+    test::FakeClock clock;
+    test::FakeMqttClient mqtt;
+    controlplane::AttestationService service(loop, clock, **store, mqtt, "edge/v1", {.enabled = true});
+    std::vector<std::string> changed;
+    service.setHooks({[&](const std::string& id) { changed.push_back(id); }, [](const std::string&) { return true; }});
+    REQUIRE(service.load());
+    REQUIRE(service.stateOf("edge-1") == "trusted");
+
+    // Broker down: the challenge is refused at once and no deadline runs.
+    auto refused = service.challenge("edge-1", "operator");
+    REQUIRE_FALSE(refused);
+    loop.fireTimers();
+    CHECK(service.stateOf("edge-1") == "trusted");
+    CHECK(changed.empty());
+
+    // Sent and never answered: quarantined with the reason, and the bundle must be re-issued.
+    mqtt.connect();
+    REQUIRE(service.challenge("edge-1", "operator"));
+    REQUIRE(mqtt.published.size() == 1);
+    CHECK(mqtt.published[0].topic == "edge/v1/dev/edge-1/attest/challenge");
+    auto challenge = tpm::parseChallenge(mqtt.published[0].payload);
+    REQUIRE(challenge);
+    CHECK(challenge->nonce.size() == 32);
+    CHECK(challenge->pcrs == std::vector<int>{23});
+    loop.fireTimers();
+    CHECK(service.stateOf("edge-1") == "quarantined");
+    CHECK_THAT(*service.quarantined("edge-1"), Catch::Contains("no quote within"));
+    CHECK(changed == std::vector<std::string>{"edge-1"});
+    // Its nonce is no longer outstanding: a late answer is refused.
+    tpm::QuoteMessage late;
+    late.nonce = challenge->nonce;
+    late.log = {23, {}, {}};
+    service.onMessage("edge-1", "attest/quote", tpm::toJson(late));
+    CHECK_THAT(service.deviceJson("edge-1")["last_rejection"].get<std::string>(), Catch::Contains("nonce"));
+}
