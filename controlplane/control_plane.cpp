@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "security/bundle_signing.hpp"
+#include "security/jws.hpp"
 #include "shared/core/log.hpp"
 
 namespace edge::controlplane {
@@ -28,6 +29,15 @@ std::string ControlPlane::topic(const std::string& id, std::string_view leaf) co
 
 Status ControlPlane::start() {
     if (auto st = registry_.load(); !st) return fail(std::move(st.error()).wrap("load registry"));
+    if (attestation_) {
+        // Bundles signed before this start (by an older control plane, say) may be what devices
+        // run and measure: they count as published.
+        for (const auto& [id, record] : registry_.desired()) {
+            auto jws = security::jwsParse(record.jws);
+            auto signed_bundle = jws ? bundle::fromJson(jws->payload) : fail(jws.error());
+            if (signed_bundle) attestation_->onSigned(id, *signed_bundle);
+        }
+    }
     auto fleet = compileFleet(settings_.fleet_dir, settings_.artifacts);
     if (!fleet) return fail(fleet.error());
     auto report = apply(std::move(*fleet), false);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A local fleet on this machine: installs, builds, generates keys, starts mosquitto, the control
 # plane and three edged devices from deploy/examples/fleet, waits until they have all applied
-# their bundles and prints the device table.
+# their bundles (edge-1 and edge-2 with a software TPM have attested) and prints the device table.
 #   deploy/quickstart.sh           start and leave it running
 #   deploy/quickstart.sh --check   start, exit 0 once converged (non-zero on timeout), stop all
 #   deploy/quickstart.sh --stop    stop what an earlier run left running
@@ -73,6 +73,15 @@ CONF
 "$BIN/controlplane" run --config "$RUN/controlplane.yaml" >>"$RUN/logs/controlplane.log" 2>&1 &
 echo $! >> "$RUN/pids"
 
+# edge-1 and edge-2 get a software TPM (swtpm) and attest; edge-3 has none and stays unenrolled.
+tpm_port() {
+  local p
+  for _ in $(seq 1 50); do
+    p=$(free_port)
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$((p + 1))") 2>/dev/null; then echo "$p"; return 0; fi
+  done
+  return 1
+}
 for dev in edge-1 edge-2 edge-3; do
   cat > "$RUN/$dev.yaml" <<CONF
 device_id: $dev
@@ -80,6 +89,16 @@ broker: tcp://127.0.0.1:$BROKER_PORT
 trust_root: keys/trust-root.json
 state_dir: state/$dev
 CONF
+  if [ "$dev" != "edge-3" ]; then
+    TPM_PORT=$(tpm_port)
+    mkdir -p "$RUN/tpm/$dev"
+    swtpm socket --tpm2 --server "type=tcp,port=$TPM_PORT,bindaddr=127.0.0.1" \
+      --ctrl "type=tcp,port=$((TPM_PORT + 1)),bindaddr=127.0.0.1" --tpmstate "dir=$RUN/tpm/$dev" \
+      --flags not-need-init,startup-clear >>"$RUN/logs/swtpm-$dev.log" 2>&1 &
+    echo $! >> "$RUN/pids"
+    for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$TPM_PORT") 2>/dev/null && break; sleep 0.1; done
+    printf 'tpm:\n  tcti: swtpm:host=127.0.0.1,port=%s\n' "$TPM_PORT" >> "$RUN/$dev.yaml"
+  fi
   "$BIN/edged" run --config "$RUN/$dev.yaml" >>"$RUN/logs/$dev.log" 2>&1 &
   echo $! >> "$RUN/pids"
 done
@@ -92,6 +111,15 @@ if ! "$BIN/edgectl" wait --timeout "${EDGE_QUICKSTART_TIMEOUT:-90}"; then
   [ "$MODE" = "--check" ] && stop_all
   exit 1
 fi
+# The devices with a TPM enrolled their attestation key and answered a fresh challenge.
+for dev in edge-1 edge-2; do
+  if ! "$BIN/edgectl" attest "$dev" --timeout 30 >/dev/null; then
+    echo "quickstart: $dev did not attest; logs in $RUN/logs" >&2
+    "$BIN/edgectl" devices >&2 || true
+    [ "$MODE" = "--check" ] && stop_all
+    exit 1
+  fi
+done
 "$BIN/edgectl" devices
 
 if [ "$MODE" = "--check" ]; then
@@ -104,5 +132,6 @@ cat <<HINT
 Running (logs in $RUN/logs). Change the fleet in $RUN/fleet, then:
   EDGECTL_SERVER=$EDGECTL_SERVER $BIN/edgectl reload && EDGECTL_SERVER=$EDGECTL_SERVER $BIN/edgectl wait && EDGECTL_SERVER=$EDGECTL_SERVER $BIN/edgectl devices
 Device state without the network: $BIN/edged status --config $RUN/edge-1.yaml
+Attest a device now: EDGECTL_SERVER=$EDGECTL_SERVER $BIN/edgectl attest edge-1
 Stop everything: deploy/quickstart.sh --stop
 HINT
