@@ -2,6 +2,7 @@
 // the test), a real broker, the real controlplane, edged and edgectl.
 #include <catch2/catch.hpp>
 
+#include <sstream>
 #include <thread>
 
 #include <fmt/format.h>
@@ -41,15 +42,21 @@ std::string catchMessage(test::FleetHarness& fleet, const std::string& id, const
                          const std::function<void()>& trigger) {
     const auto out = fleet.dir / fmt::format("caught-{}-{}.txt", id, leaf.substr(leaf.rfind('/') + 1));
     std::filesystem::remove(out);
-    auto sub = test::Process::spawn({"/usr/bin/mosquitto_sub", "-h", "127.0.0.1", "-p", std::to_string(fleet.broker.port()),
-                                     "-C", "1", "-W", "20", "-t", fmt::format("edge/v1/dev/{}/{}", id, leaf)},
+    // -d: its debug lines say when the subscription is in place, before the message flies
+    // (line-buffered by stdbuf, or they would reach the file only at exit).
+    auto sub = test::Process::spawn({"/usr/bin/stdbuf", "-oL", "/usr/bin/mosquitto_sub", "-d", "-h", "127.0.0.1", "-p",
+                                     std::to_string(fleet.broker.port()), "-C", "1", "-W", "30", "-t",
+                                     fmt::format("edge/v1/dev/{}/{}", id, leaf)},
                                     out);
-    std::this_thread::sleep_for(500ms);  // subscribed before the message flies
+    REQUIRE(test::waitUntil([&] { return test::readFile(out).find("SUBACK") != std::string::npos; }, 15s));
     trigger();
-    REQUIRE(test::waitUntil([&] { return !sub.running(); }, 25s));
-    auto text = test::readFile(out);
-    while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-    return text;
+    REQUIRE(test::waitUntil([&] { return !sub.running(); }, 35s));
+    // The message is the one line that is not a debug line.
+    std::istringstream lines(test::readFile(out));
+    for (std::string line; std::getline(lines, line);) {
+        if (line.starts_with("{")) return line;
+    }
+    return {};
 }
 
 void publish(const test::FleetHarness& fleet, const std::string& id, const std::string& leaf, const std::string& payload) {
