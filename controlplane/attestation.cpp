@@ -195,15 +195,22 @@ void AttestationService::onEnroll(const std::string& id, const std::string& payl
                  "the device presented another attestation key; an operator must re-enroll it");
         return;
     }
+    const auto ek_digest = security::sha256Hex(
+        std::string_view(reinterpret_cast<const char*>(m->ek_public.data()), m->ek_public.size()));
+    // The device asks again until it is challenged: the same keys get the same credential, so an
+    // activation already on its way still matches.
+    if (const auto it = pending_.find(id);
+        it != pending_.end() && it->second.ak_name == ak_name && it->second.ek_digest == ek_digest) {
+        (void)publish(id, "attest/credential", it->second.credential);
+        return;
+    }
     const auto secret = randomNonce();
     auto credential = tpm::makeCredential(m->ek_public, m->ak_name, secret);
     if (!credential) return reject(id, fmt::format("enrollment: make credential: {}", credential.error().what()));
-    const auto ek_digest = security::sha256Hex(
-        std::string_view(reinterpret_cast<const char*>(m->ek_public.data()), m->ek_public.size()));
-    pending_[id] = Pending{secret, b64(m->ak_public), ak_name, ek_digest};
+    auto message = tpm::toJson(tpm::CredentialMessage{credential->credential_blob, credential->encrypted_secret});
+    pending_[id] = Pending{secret, b64(m->ak_public), ak_name, ek_digest, message};
     if (record.state == "unenrolled" || record.state == "refused") setState(id, record, "enrolling", "");
-    (void)publish(id, "attest/credential",
-            tpm::toJson(tpm::CredentialMessage{credential->credential_blob, credential->encrypted_secret}));
+    (void)publish(id, "attest/credential", std::move(message));
 }
 
 void AttestationService::onActivate(const std::string& id, const std::string& payload) {

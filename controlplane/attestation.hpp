@@ -118,6 +118,7 @@ private:
         std::string ak_public;
         std::string ak_name;
         std::string ek_digest;
+        std::string credential;  // the attest/credential message, sent again for a repeated enroll
     };
     struct Outstanding {
         security::tpm::Bytes nonce;

@@ -1,5 +1,7 @@
 #include "edged/attestor.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "shared/core/log.hpp"
@@ -229,7 +231,14 @@ void Attestor::connected() {
         if (challenged_) return;
         message = enroll_message_;
     }
-    if (!message.empty()) publish("attest/enroll", std::move(message));
+    if (message.empty()) return;  // sent once the TPM is open
+    publish("attest/enroll", std::move(message));
+    // A message can be lost (the control plane not subscribed yet, a restart): ask again, less
+    // and less often, until the control plane answers with a challenge.
+    enroll_retry_ = loop_.after(enroll_backoff_, [this] {
+        if (mqtt_ != nullptr && mqtt_->connected()) connected();
+    });
+    enroll_backoff_ = std::min(enroll_backoff_ * 2, std::chrono::milliseconds(std::chrono::minutes(5)));
 }
 
 void Attestor::onMessage(const std::string& leaf, const std::string& payload) {

@@ -3,7 +3,8 @@
 //
 // - Enrollment: the AK is created once under the EK and its blob kept in LMDB (db "attest"), so
 //   restarts reuse the same AK. On every connect the device sends attest/enroll (EK and AK public
-//   parts, AK name) until the control plane challenges it; attest/credential is answered with
+//   parts, AK name), and again with a growing interval (2 s to 5 min), until the control plane
+//   challenges it; attest/credential is answered with
 //   ActivateCredential's secret on attest/activate, which proves the AK lives in that EK's TPM.
 // - Measured apply: every applied bundle, installed firmware image and activated model is
 //   appended to the measurement log in LMDB first and then extended into the configured PCR, so
@@ -17,6 +18,7 @@
 //   the PCR's present value, then enrollment again.
 //
 // TPM calls block: they run on the attestor's own worker thread. Publishing happens on the loop.
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -113,6 +115,9 @@ private:
     nlohmann::json status_;
     std::string enroll_message_;  // what attest/enroll carries ("" until enrolled with the TPM)
     bool challenged_ = false;     // the control plane has challenged us since we started
+    // Loop thread: attest/enroll is sent again until a challenge comes.
+    std::unique_ptr<Timer> enroll_retry_;
+    std::chrono::milliseconds enroll_backoff_{2000};
     std::thread worker_;
 };
 

@@ -10,6 +10,7 @@
 #include "tests/fakes/fake_clock.hpp"
 #include "tests/fakes/fake_event_loop.hpp"
 #include "tests/fakes/fake_mqtt_client.hpp"
+#include "tests/support/process.hpp"
 #include "tests/support/temp_dir.hpp"
 
 using namespace edge;
@@ -193,4 +194,38 @@ TEST_CASE("Attestation: an unanswered challenge quarantines; one that could not 
     late.log = {23, {}, {}};
     service.onMessage("edge-1", "attest/quote", tpm::toJson(late));
     CHECK_THAT(service.deviceJson("edge-1")["last_rejection"].get<std::string>(), Catch::Contains("nonce"));
+}
+
+TEST_CASE("Attestation: a repeated enrollment gets the same credential, so an activation on its way still matches") {
+    // A real EK and AK public area, as a swtpm produced them (the quote_fuzz seeds).
+    const auto corpus = std::filesystem::path(EDGE_TEST_SOURCE_DIR) / "tests/fuzz/corpus/quote_fuzz";
+    const auto ek = test::readFile(corpus / "ek_public");
+    const auto ak = test::readFile(corpus / "ak_public");
+    REQUIRE_FALSE(ek.empty());
+    tpm::EnrollMessage enroll;
+    enroll.ek_public.assign(ek.begin(), ek.end());
+    enroll.ak_public.assign(ak.begin(), ak.end());
+    auto name = tpm::objectName(enroll.ak_public);
+    REQUIRE(name);
+    enroll.ak_name = *name;
+
+    test::TempDir dir;
+    auto store = store::LmdbStore::open(dir / "db");
+    REQUIRE(store);
+    test::FakeEventLoop loop;
+    test::FakeClock clock;
+    test::FakeMqttClient mqtt;
+    mqtt.connect();
+    controlplane::AttestationService service(loop, clock, **store, mqtt, "edge/v1", {.enabled = true});
+    REQUIRE(service.load());
+    service.onMessage("edge-1", "attest/enroll", tpm::toJson(enroll));
+    service.onMessage("edge-1", "attest/enroll", tpm::toJson(enroll));
+    REQUIRE(mqtt.published.size() == 2);
+    CHECK(mqtt.published[0].topic == "edge/v1/dev/edge-1/attest/credential");
+    CHECK(mqtt.published[0].payload == mqtt.published[1].payload);
+    CHECK(service.stateOf("edge-1") == "enrolling");
+    // A wrong secret: the AK is not bound to this EK.
+    service.onMessage("edge-1", "attest/activate", tpm::toJson(tpm::ActivateMessage{tpm::Bytes(32, 7)}));
+    CHECK(service.stateOf("edge-1") == "refused");
+    CHECK_THAT(*service.deviceJson("edge-1")["reason"].get_ptr<const std::string*>(), Catch::Contains("not bound"));
 }
