@@ -39,18 +39,7 @@ constexpr std::size_t kMaxPemBytes = 64 * 1024;
 constexpr std::size_t kSignatureBytes = 64;
 constexpr int kEs256CoordBytes = 32;
 
-/// The first queued OpenSSL error as text; empties the thread's error queue.
-std::string drainErrors() {
-    const unsigned long code = ERR_get_error();
-    std::string text = "no details";
-    if (code != 0) {
-        char buf[256];
-        ERR_error_string_n(code, buf, sizeof buf);
-        text = buf;
-    }
-    ERR_clear_error();
-    return text;
-}
+using ossl::drainErrors;
 
 // OpenSSL wants a non-null pointer even for empty input.
 const unsigned char* bytes(std::string_view s) {

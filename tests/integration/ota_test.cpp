@@ -52,15 +52,22 @@ std::size_t reboots(const test::FleetHarness& fleet, const std::string& id) {
     return n;
 }
 
-/// The machine reboots: edged dies, the bootloader picks a slot, edged starts again.
-std::string reboot(test::FleetHarness& fleet, const std::string& id) {
-    fleet.killDevice(id);
+/// `edged bootloader`: the simulated bootloader picks a slot for the device (edged stopped);
+/// what it printed ("booted slot A").
+std::string bootloader(const test::FleetHarness& fleet, const std::string& id) {
     auto boot = test::runCommand({test::binary("edged").string(), "bootloader", "-c",
                                   (fleet.dir / (id + ".yaml")).string()});
     INFO(boot.err);
     REQUIRE(boot.exit_code == 0);
-    fleet.startDevice(id);
     return boot.out;
+}
+
+/// The machine reboots: edged dies, the bootloader picks a slot, edged starts again.
+std::string reboot(test::FleetHarness& fleet, const std::string& id) {
+    fleet.killDevice(id);
+    auto booted = bootloader(fleet, id);
+    fleet.startDevice(id);
+    return booted;
 }
 
 /// A device's artifact store client and file-backed A/B slots; a reboot request appends a line
@@ -155,11 +162,7 @@ TEST_CASE("OTA: models and A/B firmware from the artifact store, with provenance
     }
     // Power on: the bootloader runs before the daemon.
     for (const auto* id : {"edge-1", "edge-2", "edge-3"}) {
-        auto boot = test::runCommand({test::binary("edged").string(), "bootloader", "-c",
-                                      (fleet.dir / (std::string(id) + ".yaml")).string()});
-        INFO(boot.err);
-        REQUIRE(boot.exit_code == 0);
-        CHECK_THAT(boot.out, Catch::Contains("booted slot A"));
+        CHECK_THAT(bootloader(fleet, id), Catch::Contains("booted slot A"));
     }
     fleet.startAllDevices();
 
@@ -288,14 +291,7 @@ TEST_CASE("OTA: SIGKILL at random instants of download, model switch, slot write
     std::filesystem::create_directories(state);
     test::writeFile(state / "slot-a.img", "factory image A");
     configureOta(fleet, id, artifacts_port, pki, "");
-    const auto cfg = (fleet.dir / (id + ".yaml")).string();
-    auto bootloader = [&] {
-        auto boot = test::runCommand({test::binary("edged").string(), "bootloader", "-c", cfg});
-        INFO(boot.err);
-        REQUIRE(boot.exit_code == 0);
-        return boot.out;
-    };
-    bootloader();
+    bootloader(fleet, id);
 
     // Kill edged after a pseudo-random delay, again and again; when it asked for a reboot, the
     // kill is the reboot and the bootloader runs. Deterministic seed: the same delays each run.
@@ -323,7 +319,7 @@ TEST_CASE("OTA: SIGKILL at random instants of download, model switch, slot write
         if (std::filesystem::exists(link)) CHECK(test::readFile(link) == model);
         if (reboots(fleet, id) > seen_reboots) {
             seen_reboots = reboots(fleet, id);
-            bootloader();
+            bootloader(fleet, id);
         }
     }
     if (!committed) {
@@ -335,7 +331,7 @@ TEST_CASE("OTA: SIGKILL at random instants of download, model switch, slot write
             if (!committed && reboots(fleet, id) > seen_reboots) {
                 seen_reboots = reboots(fleet, id);
                 fleet.killDevice(id);
-                bootloader();
+                bootloader(fleet, id);
                 fleet.startDevice(id);
             }
         }
@@ -448,13 +444,7 @@ TEST_CASE("OTA: edged killed right after each persisted firmware transition ends
         configureOta(fleet, id, artifacts_port, pki, fmt::format("  state_command: [/bin/sh, {}]\n", script.string()));
     }
     auto run = [&](const std::string& id, bool power_cut) {
-        const auto cfg = (fleet.dir / (id + ".yaml")).string();
-        auto bootloader = [&] {
-            auto boot = test::runCommand({test::binary("edged").string(), "bootloader", "-c", cfg});
-            INFO(boot.err);
-            REQUIRE(boot.exit_code == 0);
-        };
-        bootloader();
+        bootloader(fleet, id);
         std::size_t seen_reboots = 0;
         for (const auto& crash_at : states) {
             INFO(id << " killed at " << crash_at << (power_cut ? " (power cut)" : " (crash)"));
@@ -470,7 +460,7 @@ TEST_CASE("OTA: edged killed right after each persisted firmware transition ends
                 if (std::filesystem::exists(fleet.dir / (id + ".crash-at")) && reboots(fleet, id) > seen_reboots) {
                     seen_reboots = reboots(fleet, id);
                     fleet.killDevice(id);
-                    bootloader();
+                    bootloader(fleet, id);
                     fleet.startDevice(id);
                 }
             }
@@ -479,7 +469,7 @@ TEST_CASE("OTA: edged killed right after each persisted firmware transition ends
             fleet.killDevice(id);  // reaps it
             if (power_cut || reboots(fleet, id) > seen_reboots) {
                 seen_reboots = reboots(fleet, id);
-                bootloader();
+                bootloader(fleet, id);
             }
         }
         std::filesystem::remove(fleet.dir / (id + ".crash-at"));
@@ -494,7 +484,7 @@ TEST_CASE("OTA: edged killed right after each persisted firmware transition ends
             if (final_state == "committed" || final_state == "failed") break;
             seen_reboots = reboots(fleet, id);
             fleet.killDevice(id);
-            bootloader();
+            bootloader(fleet, id);
             fleet.startDevice(id);
         }
         const auto ota = getJson(fleet, id, "/v1/ota");

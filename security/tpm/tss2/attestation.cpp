@@ -48,17 +48,7 @@ constexpr std::size_t kP256CoordBytes = 32;
 constexpr std::size_t kMaxCredentialSecret = 32;  // digest size of the EK's name algorithm
 constexpr std::size_t kMaxPcrIndex = 23;
 
-std::string drainErrors() {
-    const unsigned long code = ERR_get_error();
-    std::string text = "no details";
-    if (code != 0) {
-        char buf[256];
-        ERR_error_string_n(code, buf, sizeof buf);
-        text = buf;
-    }
-    ERR_clear_error();
-    return text;
-}
+using ossl::drainErrors;
 
 std::unexpected<Error> cryptoFail(std::string_view what) {
     return fail(TpmErrc::kCrypto, std::string(what) + ": " + drainErrors());

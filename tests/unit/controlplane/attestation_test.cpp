@@ -24,6 +24,20 @@ tpm::Sha256Digest digestOf(std::uint8_t b) {
     return d;
 }
 
+/// An attestation service over a real LMDB store, a fake loop and a connected fake broker.
+struct Rig {
+    Rig() {
+        mqtt.connect();
+        REQUIRE(service.load());
+    }
+    test::TempDir dir;
+    std::unique_ptr<store::LmdbStore> store = std::move(*store::LmdbStore::open(dir / "db"));
+    test::FakeEventLoop loop;
+    test::FakeClock clock;
+    test::FakeMqttClient mqtt;
+    controlplane::AttestationService service{loop, clock, *store, mqtt, "edge/v1", {.enabled = true}};
+};
+
 }  // namespace
 
 TEST_CASE("Attestation messages: a quote with its log prints and parses back, and replays") {
@@ -121,15 +135,8 @@ TEST_CASE("Attestation: a quarantined bundle has no artifacts and its policies d
 }
 
 TEST_CASE("Attestation: unsolicited quotes and bad enrollments are counted and change no state") {
-    test::TempDir dir;
-    auto store = store::LmdbStore::open(dir / "db");
-    REQUIRE(store);
-    test::FakeEventLoop loop;
-    test::FakeClock clock;
-    test::FakeMqttClient mqtt;
-    mqtt.connect();
-    controlplane::AttestationService service(loop, clock, **store, mqtt, "edge/v1", {.enabled = true});
-    REQUIRE(service.load());
+    Rig rig;
+    auto& [dir, store, loop, clock, mqtt, service] = rig;
 
     tpm::QuoteMessage m;
     m.nonce = {1, 2, 3};
@@ -147,7 +154,7 @@ TEST_CASE("Attestation: unsolicited quotes and bad enrollments are counted and c
     CHECK_FALSE(service.quarantined("edge-1"));
 
     // The refusals are persisted with the state.
-    controlplane::AttestationService reopened(loop, clock, **store, mqtt, "edge/v1", {.enabled = true});
+    controlplane::AttestationService reopened(loop, clock, *store, mqtt, "edge/v1", {.enabled = true});
     REQUIRE(reopened.load());
     CHECK(reopened.deviceJson("edge-1")["rejected"] == 4);
 }
@@ -209,15 +216,8 @@ TEST_CASE("Attestation: a repeated enrollment gets the same credential, so an ac
     REQUIRE(name);
     enroll.ak_name = *name;
 
-    test::TempDir dir;
-    auto store = store::LmdbStore::open(dir / "db");
-    REQUIRE(store);
-    test::FakeEventLoop loop;
-    test::FakeClock clock;
-    test::FakeMqttClient mqtt;
-    mqtt.connect();
-    controlplane::AttestationService service(loop, clock, **store, mqtt, "edge/v1", {.enabled = true});
-    REQUIRE(service.load());
+    Rig rig;
+    auto& [dir, store, loop, clock, mqtt, service] = rig;
     service.onMessage("edge-1", "attest/enroll", tpm::toJson(enroll));
     service.onMessage("edge-1", "attest/enroll", tpm::toJson(enroll));
     REQUIRE(mqtt.published.size() == 2);
