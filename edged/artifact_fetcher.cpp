@@ -17,7 +17,7 @@
 #include <thread>
 
 #include "security/crypto.hpp"
-#include "security/hash_worker.hpp"
+#include "security/stream_writer.hpp"
 
 namespace edge::edged {
 
@@ -93,27 +93,20 @@ std::optional<ContentRange> parseContentRange(std::string_view text) {
 
 bool isDigest(std::string_view text) { return security::isSha256Hex(text); }
 
-using security::HashWorker;
-
-/// The partial file: an open, locked descriptor with the running hash of its content. Bytes
-/// are staged in one of two buffers; a full buffer is handed to the hash worker and written
-/// while the other one fills, and the kernel is asked to start writing it back at once, so that
-/// the final fsync has little left to do.
+/// The partial file: an open, locked descriptor and the StreamWriter that continues it.
 class PartFile {
 public:
-    PartFile(std::filesystem::path path, std::uint64_t expected_size)
-        : path_(std::move(path)), expected_size_(expected_size) {
-        for (auto& buffer : buffers_) buffer = std::make_unique_for_overwrite<char[]>(kFlushBytes);
-    }
+    explicit PartFile(std::filesystem::path path) : path_(std::move(path)) {}
     ~PartFile() {
-        hashing_.waitIdle();  // the worker may still read a buffer
+        writer_.reset();  // before the descriptor it writes
         if (fd_ >= 0) ::close(fd_);
     }
     PartFile(const PartFile&) = delete;
     PartFile& operator=(const PartFile&) = delete;
 
-    /// Opens (creating) and locks the file, then hashes what an earlier run left in it.
-    Status open() {
+    /// Opens (creating) and locks the file, then hashes what an earlier run left in it (all of
+    /// it, or nothing when it is larger than the artifact: not ours, or an older version).
+    Status open(std::uint64_t expected_size) {
         fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
         if (fd_ < 0) return ioError("open", path_);
         if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
@@ -129,103 +122,23 @@ public:
         if (!S_ISREG(st.st_mode)) {
             return fail(FetchErrc::kIo, fmt::format("'{}' is not a regular file", path_.string()));
         }
+        writer_ = std::make_unique<security::StreamWriter>(fd_, path_.string());
         const auto size = static_cast<std::uint64_t>(st.st_size);
-        if (size > expected_size_) return restart();  // not ours, or from an older version
-        ::posix_fadvise(fd_, 0, 0, POSIX_FADV_SEQUENTIAL);
-        for (int turn = 0; flushed_ < size; turn ^= 1) {
-            char* buffer = buffers_[turn].get();  // hashed while the other one is read
-            const auto want =
-                static_cast<std::size_t>(std::min<std::uint64_t>(kFlushBytes, size - flushed_));
-            ssize_t n = 0;
-            do {
-                n = ::pread(fd_, buffer, want, static_cast<off_t>(flushed_));
-            } while (n < 0 && errno == EINTR);
-            if (n < 0) return ioError("read", path_);
-            if (n == 0) break;  // shrank under us: continue from what is there
-            hashing_.waitIdle();  // the other buffer's hash is done: it may be refilled next
-            hashing_.submit(std::string_view(buffer, static_cast<std::size_t>(n)));
-            flushed_ += static_cast<std::uint64_t>(n);
-        }
-        hashing_.waitIdle();
-        written_back_ = flushed_;
-        if (flushed_ != size && ::ftruncate(fd_, static_cast<off_t>(flushed_)) != 0) {
+        if (size > expected_size) return writer_->restart();
+        if (auto ok = writer_->adopt(size); !ok) return ok;
+        // Shrank under us: continue from what is there.
+        if (writer_->size() != size && ::ftruncate(fd_, static_cast<off_t>(writer_->size())) != 0) {
             return ioError("truncate", path_);
         }
         return {};
     }
 
-    /// Bytes in hand: on disk plus staged.
-    [[nodiscard]] std::uint64_t size() const { return flushed_ + staged_; }
-
-    /// Drops everything: the next byte is byte 0 of the artifact.
-    Status restart() {
-        hashing_.reset();
-        staged_ = 0;
-        flushed_ = 0;
-        written_back_ = 0;
-        if (::ftruncate(fd_, 0) != 0) return ioError("truncate", path_);
-        return {};
-    }
-
-    /// Stages bytes, writing each buffer that fills up.
-    Status append(std::string_view bytes) {
-        while (!bytes.empty()) {
-            const std::size_t n = std::min(bytes.size(), kFlushBytes - staged_);
-            std::memcpy(buffers_[current_].get() + staged_, bytes.data(), n);
-            staged_ += n;
-            bytes.remove_prefix(n);
-            if (staged_ == kFlushBytes) {
-                if (auto ok = flush(); !ok) return ok;
-            }
-        }
-        return {};
-    }
-
-    /// Hashes and writes the staged bytes (a write error leaves the hash ahead of the file:
-    /// the caller gives up on this object).
-    Status flush() {
-        if (staged_ == 0) return {};
-        std::string_view data(buffers_[current_].get(), staged_);
-        hashing_.waitIdle();  // the other buffer's hash is done: it may be refilled next
-        hashing_.submit(data);
-        while (!data.empty()) {
-            const auto n = ::pwrite(fd_, data.data(), data.size(), static_cast<off_t>(flushed_));
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0) return ioError("write", path_);
-            data.remove_prefix(static_cast<std::size_t>(n));
-            flushed_ += static_cast<std::uint64_t>(n);
-        }
-        staged_ = 0;
-        current_ ^= 1;
-        if (flushed_ - written_back_ >= kWritebackBytes) {
-            // An early start only (errors surface in the fsync); unsupported is fine.
-            ::sync_file_range(fd_, static_cast<off_t>(written_back_),
-                              static_cast<off_t>(flushed_ - written_back_), SYNC_FILE_RANGE_WRITE);
-            written_back_ = flushed_;
-        }
-        return {};
-    }
-
-    /// Flushes, fsyncs and returns the hex digest of the content.
-    Result<std::string> finish() {
-        if (auto ok = flush(); !ok) return fail(std::move(ok.error()));
-        if (::fsync(fd_) != 0) return ioError("fsync", path_);
-        return hashing_.finishHex();
-    }
+    [[nodiscard]] security::StreamWriter& writer() { return *writer_; }
 
 private:
-    /// Written back to the kernel (not yet to the disk) in pieces of this size.
-    static constexpr std::uint64_t kWritebackBytes = 8u << 20;
-
     std::filesystem::path path_;
-    std::uint64_t expected_size_;
     int fd_ = -1;
-    std::uint64_t flushed_ = 0;
-    std::uint64_t written_back_ = 0;  // sync_file_range started up to here
-    std::unique_ptr<char[]> buffers_[2];
-    int current_ = 0;
-    std::size_t staged_ = 0;  // bytes in buffers_[current_]
-    HashWorker hashing_;      // after the buffers: joined before they go
+    std::unique_ptr<security::StreamWriter> writer_;
 };
 
 Status fsyncDirectory(const std::filesystem::path& dir) {
@@ -240,7 +153,8 @@ Status fsyncDirectory(const std::filesystem::path& dir) {
 
 /// Checks a 2xx head against what the part file needs next; may restart the part file (a 200
 /// to a range request). Errors are final (no retry).
-Status acceptHead(const http::StreamResult& head, PartFile& part, std::uint64_t expected_size) {
+Status acceptHead(const http::StreamResult& head, security::StreamWriter& part,
+                  std::uint64_t expected_size) {
     const auto length_field = http::findHeader(head.headers, "Content-Length");
     const auto length = length_field ? parseNumber(*length_field) : std::nullopt;
     if (head.status == 200) {
@@ -287,30 +201,20 @@ std::error_code make_error_code(FetchErrc e) noexcept {
     return {static_cast<int>(e), fetchCategory()};
 }
 
-Status fetchArtifact(const std::string& url, std::string_view expected_sha256,
-                     std::uint64_t expected_size, const std::filesystem::path& dest,
-                     const http::TlsClientOptions* tls, const FetchProgressFn& progress,
-                     const FetchOptions& options) {
-    const std::string what = fmt::format("fetch {} into '{}'", url, dest.string());
-    const auto failed = [&](Error err) { return fail(std::move(err).wrap(what)); };
-    if (!isDigest(expected_sha256)) {
-        return fail(FetchErrc::kInvalidArgument,
-                    fmt::format("{}: the expected sha256 '{}' is not 64 lowercase hex", what,
-                                expected_sha256));
-    }
-    if (dest.empty() || !dest.has_filename()) {
-        return fail(FetchErrc::kInvalidArgument, fmt::format("{}: no destination file", what));
-    }
-    const std::filesystem::path part_path = dest.string() + ".part";
-    PartFile part(part_path, expected_size);
-    if (auto ok = part.open(); !ok) return failed(std::move(ok.error()));
-
+Status fetchInto(const std::string& url, std::uint64_t expected_size, security::StreamWriter& part,
+                 const http::TlsClientOptions* tls, const FetchProgressFn& progress,
+                 const FetchOptions& options) {
     const std::uint64_t resumed_from = part.size();
     std::uint64_t reported = resumed_from;  // progress is reported about every kFlushBytes
     const auto report = [&] {
         if (progress) progress(FetchProgress{part.size(), expected_size, resumed_from});
     };
     report();
+    if (part.size() > expected_size) {
+        return fail(FetchErrc::kInvalidArgument,
+                    fmt::format("{} bytes in hand, more than the artifact's {}", part.size(),
+                                expected_size));
+    }
 
     for (int attempt = 1; part.size() < expected_size; ++attempt) {
         const std::uint64_t start = part.size();
@@ -352,14 +256,13 @@ Status fetchArtifact(const std::string& url, std::string_view expected_sha256,
         // What arrived is a prefix of the artifact as far as anyone knows: keep it for resume.
         if (auto ok = part.flush(); !ok && !own_error) own_error = ok.error();
         report();
-        if (own_error) return failed(std::move(*own_error));
+        if (own_error) return fail(std::move(*own_error));
         if (result && result->status == 416 && start > 0) {
-            // The server's file ends before our .part does: not the same artifact. Start over.
-            if (auto ok = part.restart(); !ok) return failed(std::move(ok.error()));
+            // The server's file ends before our bytes do: not the same artifact. Start over.
+            if (auto ok = part.restart(); !ok) return ok;
         } else if (result && (result->status < 200 || result->status >= 300)) {
-            return failed(
-                Error(FetchErrc::kServer, fmt::format("the server answered {}: {}", result->status,
-                                                      result->error_body.substr(0, 512))));
+            return fail(FetchErrc::kServer, fmt::format("the server answered {}: {}", result->status,
+                                                        result->error_body.substr(0, 512)));
         } else if (result && part.size() < expected_size) {
             result = fail(FetchErrc::kSize, fmt::format("the body ended after {} of {} bytes",
                                                         part.size(), expected_size));
@@ -367,16 +270,39 @@ Status fetchArtifact(const std::string& url, std::string_view expected_sha256,
         if (!result) {
             const bool progressed = part.size() > start;
             if (!progressed || attempt >= options.max_attempts) {
-                return failed(
+                return fail(
                     std::move(result.error())
                         .wrap(fmt::format("{} of {} bytes in hand", part.size(), expected_size)));
             }
         } else if (attempt >= options.max_attempts && part.size() < expected_size) {
-            return failed(Error(FetchErrc::kServer, "the server kept restarting the download"));
+            return fail(FetchErrc::kServer, "the server kept restarting the download");
         }
     }
+    return {};
+}
 
-    auto digest = part.finish();
+Status fetchArtifact(const std::string& url, std::string_view expected_sha256,
+                     std::uint64_t expected_size, const std::filesystem::path& dest,
+                     const http::TlsClientOptions* tls, const FetchProgressFn& progress,
+                     const FetchOptions& options) {
+    const std::string what = fmt::format("fetch {} into '{}'", url, dest.string());
+    const auto failed = [&](Error err) { return fail(std::move(err).wrap(what)); };
+    if (!isDigest(expected_sha256)) {
+        return fail(FetchErrc::kInvalidArgument,
+                    fmt::format("{}: the expected sha256 '{}' is not 64 lowercase hex", what,
+                                expected_sha256));
+    }
+    if (dest.empty() || !dest.has_filename()) {
+        return fail(FetchErrc::kInvalidArgument, fmt::format("{}: no destination file", what));
+    }
+    const std::filesystem::path part_path = dest.string() + ".part";
+    PartFile part(part_path);
+    if (auto ok = part.open(expected_size); !ok) return failed(std::move(ok.error()));
+    const std::uint64_t resumed_from = part.writer().size();
+    if (auto ok = fetchInto(url, expected_size, part.writer(), tls, progress, options); !ok) {
+        return failed(std::move(ok.error()));
+    }
+    auto digest = part.writer().finish();
     if (!digest) return failed(std::move(digest.error()));
     if (*digest != expected_sha256) {
         ::unlink(part_path.c_str());
@@ -390,7 +316,7 @@ Status fetchArtifact(const std::string& url, std::string_view expected_sha256,
     }
     const auto dir = dest.has_parent_path() ? dest.parent_path() : std::filesystem::path(".");
     if (auto ok = fsyncDirectory(dir); !ok) return failed(std::move(ok.error()));
-    report();
+    if (progress) progress(FetchProgress{expected_size, expected_size, resumed_from});  // in place
     return {};
 }
 

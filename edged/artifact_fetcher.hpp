@@ -10,6 +10,7 @@
 #include <string_view>
 #include <system_error>
 
+#include "security/stream_writer.hpp"
 #include "shared/core/error.hpp"
 #include "shared/http/http.hpp"
 
@@ -59,6 +60,17 @@ struct FetchOptions {
                                    const FetchProgressFn& progress = {},
                                    const FetchOptions& options = {});
 
+/// The transfer loop of fetchArtifact() over any StreamWriter (a .part file, a firmware slot):
+/// continues at out.size() with "Range: bytes=<size>-" (a 200 answer restarts out from zero),
+/// appends at most expected_size bytes in all, cuts off a body that goes on (kSize), resumes
+/// after a broken connection that brought new bytes (options.max_attempts), and returns once
+/// out.size() == expected_size, everything flushed to out. out is neither finished nor checked:
+/// its digest is the caller's to compare (out.finish()). Blocking.
+[[nodiscard]] Status fetchInto(const std::string& url, std::uint64_t expected_size,
+                               security::StreamWriter& out, const http::TlsClientOptions* tls,
+                               const FetchProgressFn& progress = {},
+                               const FetchOptions& options = {});
+
 /// What a bundle manifest says about one artifact.
 struct ArtifactRef {
     std::string url;
@@ -74,6 +86,9 @@ public:
     [[nodiscard]] virtual Status fetch(const ArtifactRef& artifact,
                                        const std::filesystem::path& dest,
                                        const FetchProgressFn& progress) = 0;
+    /// Contract of fetchInto() (artifact.sha256 is not checked: out.finish() gives the digest).
+    [[nodiscard]] virtual Status stream(const ArtifactRef& artifact, security::StreamWriter& out,
+                                        const FetchProgressFn& progress) = 0;
 };
 
 /// ArtifactFetcher over HTTP(S) with fetchArtifact(). Thread-safe (no mutable state).
@@ -86,6 +101,11 @@ public:
                                const FetchProgressFn& progress) override {
         return fetchArtifact(artifact.url, artifact.sha256, artifact.size, dest,
                              tls_ ? &*tls_ : nullptr, progress, options_);
+    }
+    [[nodiscard]] Status stream(const ArtifactRef& artifact, security::StreamWriter& out,
+                                const FetchProgressFn& progress) override {
+        return fetchInto(artifact.url, artifact.size, out, tls_ ? &*tls_ : nullptr, progress,
+                         options_);
     }
 
 private:

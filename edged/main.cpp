@@ -193,6 +193,7 @@ Status loadOtaConfig(config::ConfigFile& file, const std::filesystem::path& path
         if (!fw) return fail(fw.error());
         c.firmware = std::move(*fw);
         c.ota.state_command = c.firmware->state_command;
+        c.ota.stream_firmware = c.firmware->stream;
     }
     return {};
 }
@@ -327,6 +328,7 @@ int run(const EdgedConfig& cfg) {
         ucfg.verify_readback = cfg.firmware->verify_readback;
         ucfg.health_command = cfg.firmware->health_command;
         ucfg.health_timeout = cfg.firmware->health_timeout;
+        ucfg.checkpoint_bytes = cfg.firmware->checkpoint_bytes;
         auto opened = firmware::Updater::open(*store, *boot, *rebooter, clock, ucfg, ota.updaterHooks());
         if (!opened) {
             std::cerr << "edged: firmware: " << opened.error().what() << "\n";

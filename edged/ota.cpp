@@ -77,6 +77,11 @@ void OtaManager::start(std::shared_ptr<const bundle::Bundle> applied, firmware::
         const std::lock_guard lock(mu_);
         pending_ = Plan{std::move(applied)};
     }
+    if (parts_.updater != nullptr) {
+        parts_.updater->setImageStreamer([this](const firmware::UpdateRecord& r, security::StreamWriter& out) {
+            return streamFirmware(r, out);
+        });
+    }
     worker_ = std::thread([this, health = std::move(health)] { run(health); });
 }
 
@@ -274,18 +279,12 @@ bool OtaManager::execute(const bundle::Bundle& b) {
     return !transient;
 }
 
-Status OtaManager::download(const bundle::Artifact& a, const std::filesystem::path& dest) {
-    if (parts_.fetcher == nullptr || settings_.artifact_base.empty()) {
-        return fail(SharedErrc::kConfig, "no artifact store configured (artifacts.url)");
-    }
-    std::error_code ec;
-    std::filesystem::create_directories(settings_.downloads_dir, ec);
-    const auto started = clock_.now();
-    const std::string kind(bundle::kindName(a.kind));
-    auto progress = [&](const FetchProgress& p) {
+FetchProgressFn OtaManager::progressReporter(const std::string& kind, const std::string& name,
+                                             const std::string& version) {
+    return [this, kind, name, version, started = clock_.now()](const FetchProgress& p) {
         const auto elapsed = std::chrono::duration<double>(clock_.now() - started).count();
         const double rate = elapsed > 0 ? static_cast<double>(p.done - p.resumed_from) / elapsed : 0.0;
-        json d = {{"kind", kind},       {"name", a.name},   {"version", a.version},
+        json d = {{"kind", kind},       {"name", name},     {"version", version},
                   {"done", p.done},     {"total", p.total}, {"resumed_from", p.resumed_from},
                   {"rate_bytes_per_s", static_cast<std::uint64_t>(rate)}};
         d["eta_s"] = rate > 0 ? json(static_cast<std::uint64_t>(static_cast<double>(p.total - p.done) / rate))
@@ -293,6 +292,38 @@ Status OtaManager::download(const bundle::Artifact& a, const std::filesystem::pa
         const std::lock_guard lock(mu_);
         status_["download"] = std::move(d);
     };
+}
+
+std::expected<void, firmware::StreamFailure> OtaManager::streamFirmware(const firmware::UpdateRecord& r,
+                                                                        security::StreamWriter& out) {
+    if (parts_.fetcher == nullptr || settings_.artifact_base.empty()) {
+        return std::unexpected(firmware::StreamFailure{
+            Error(SharedErrc::kConfig, "no artifact store configured (artifacts.url)"), true});
+    }
+    const ArtifactRef ref{settings_.artifact_base + r.image_url, r.target.sha256, r.target.size};
+    log::info("streaming firmware {} ({} bytes) into the inactive slot{}", r.target.version, ref.size,
+              out.size() > 0 ? fmt::format(", from byte {}", out.size()) : "");
+    auto st = parts_.fetcher->stream(ref, out, progressReporter("firmware", "firmware", r.target.version));
+    {
+        const std::lock_guard lock(mu_);
+        status_["download"] = nullptr;
+    }
+    if (st) return {};
+    const auto code = st.error().code();
+    // What the store sends is not what the bundle binds: final, like a wrong digest. Anything
+    // else (the network, the store away or failing) is tried again later from the checkpoint.
+    const bool final = code == FetchErrc::kSize || code == FetchErrc::kDigest || code == FetchErrc::kInvalidArgument;
+    return std::unexpected(firmware::StreamFailure{std::move(st.error()), !final});
+}
+
+Status OtaManager::download(const bundle::Artifact& a, const std::filesystem::path& dest) {
+    if (parts_.fetcher == nullptr || settings_.artifact_base.empty()) {
+        return fail(SharedErrc::kConfig, "no artifact store configured (artifacts.url)");
+    }
+    std::error_code ec;
+    std::filesystem::create_directories(settings_.downloads_dir, ec);
+    const std::string kind(bundle::kindName(a.kind));
+    const auto progress = progressReporter(kind, a.name, a.version);
     // A zstd artifact is fetched as the compressed file (bound by its own digest and size), then
     // decompressed, bounded and hashed, into dest.
     const bool zstd = a.compression == "zstd";
@@ -422,6 +453,17 @@ std::optional<std::string> OtaManager::doFirmware(const bundle::Bundle& b) {
         setDomain("firmware", "failed", "firmware updates are not configured on this device (firmware.*)");
         return std::nullopt;
     }
+    // A streamed install that a transient failure (network, store) stopped: go on with it, or
+    // stop it when this bundle wants another image.
+    if (const auto& r = updater->record(); r.state == firmware::UpdateState::kInstalling && !r.image_url.empty()) {
+        if (r.target.sha256 == fw->sha256 && r.target.version == fw->version) {
+            setDomain("firmware", "downloading");
+            return firmwareStarted(updater->continueInstall(), {});
+        }
+        if (auto st = updater->abort(fmt::format("superseded by firmware {}", fw->version)); !st) {
+            return st.error().what();
+        }
+    }
     const auto& r = updater->record();
     if (!firmware::isFinal(r.state)) {
         setDomain("firmware", "rebooting");
@@ -449,6 +491,13 @@ std::optional<std::string> OtaManager::doFirmware(const bundle::Bundle& b) {
         retry_failed = true;
     }
     setDomain("firmware", "downloading");
+    const json request = {{"bundle_version", b.version}, {"version", fw->version}};
+    if (settings_.stream_firmware && fw->compression.empty()) {
+        if (auto st = store_.putOne(kOtaDb, kFirmwareRequestKey, request.dump()); !st) return st.error().what();
+        // The image goes straight into the inactive slot; Installing is persisted before its
+        // first byte, and the slot is armed only once its size and digest are right.
+        return firmwareStarted(updater->startStreamed({fw->version, fw->sha256, fw->size}, fw->url, retry_failed), {});
+    }
     const auto file = settings_.downloads_dir / fmt::format("firmware-{}", fw->sha256);
     if (auto st = download(*fw, file); !st) {
         if (st.error().code().category() == fetchCategory() &&
@@ -459,16 +508,22 @@ std::optional<std::string> OtaManager::doFirmware(const bundle::Bundle& b) {
         return st.error().what();
     }
     if (cancelled()) return "stopped";
-    const json request = {{"bundle_version", b.version}, {"version", fw->version}};
     if (auto st = store_.putOne(kOtaDb, kFirmwareRequestKey, request.dump()); !st) return st.error().what();
     setDomain("firmware", "installing");
     // Persist "rebooting" first: once the reboot is requested the process may stop at any time,
     // and after it the plan is finished by afterBoot(), not repeated.
-    auto st = updater->start({fw->version, fw->sha256, fw->size}, file, retry_failed);
-    if (!st) {
+    return firmwareStarted(updater->start({fw->version, fw->sha256, fw->size}, file, retry_failed), file);
+}
+
+std::optional<std::string> OtaManager::firmwareStarted(const Status& started, const std::filesystem::path& file) {
+    const auto& r = parts_.updater->record();
+    if (!started && r.state == firmware::UpdateState::kInstalling) {
+        return started.error().what();  // transient (streaming): the update goes on later
+    }
+    if (!started) {
         std::error_code ec;
-        std::filesystem::remove(file, ec);
-        setDomain("firmware", "failed", updater->record().reason.empty() ? st.error().what() : updater->record().reason);
+        if (!file.empty()) std::filesystem::remove(file, ec);
+        setDomain("firmware", "failed", r.reason.empty() ? started.error().what() : r.reason);
         return std::nullopt;
     }
     setDomain("firmware", "rebooting");

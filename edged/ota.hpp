@@ -6,8 +6,10 @@
 //   models    per model: the provenance policy first (no download for a denied model), then
 //             download (resumable, size-bounded, digest-checked), stage, activate atomically
 //             with the readiness check, which rolls back on failure;
-//   firmware  last, because it reboots: download, then Updater::start (install into the
-//             inactive slot, arm it once, request the reboot). After the reboot, start() runs
+//   firmware  last, because it reboots: Updater::startStreamed (the image goes from the
+//             store straight into the inactive slot, checkpointed for resume, checked, armed
+//             once, reboot requested), or with firmware.download: cache (and for zstd images)
+//             download, then Updater::start (install from the file). After the reboot, start() runs
 //             Updater::afterBoot with the daemon's health check, which commits or falls back.
 // A newer bundle replaces a plan that has not started its next step. Transient failures
 // (network, artifact store) are retried every retry_interval; a refusal (policy, digest, health)
@@ -50,6 +52,9 @@ struct OtaSettings {
     /// workload before the reboot). Its exit status is logged, not acted on.
     std::vector<std::string> state_command;
     std::chrono::milliseconds state_timeout{std::chrono::seconds(30)};
+    /// firmware.download: stream (true) the image straight into the inactive slot, or cache it
+    /// in downloads_dir first. zstd images are always cached.
+    bool stream_firmware = true;
 };
 
 /// The optional parts; null ones make the matching domain fail with a clear reason.
@@ -106,7 +111,14 @@ private:
     /// nullopt: done or refused (final); an error string: transient, retry.
     std::optional<std::string> doModels(const bundle::Bundle& b);
     std::optional<std::string> doFirmware(const bundle::Bundle& b);
+    /// What Updater::start/startStreamed/continueInstall returned, as doFirmware's result.
+    std::optional<std::string> firmwareStarted(const Status& started, const std::filesystem::path& file);
     Status download(const bundle::Artifact& a, const std::filesystem::path& dest);
+    /// Progress of one transfer into status_["download"] (bytes, rate, ETA).
+    FetchProgressFn progressReporter(const std::string& kind, const std::string& name, const std::string& version);
+    /// The Updater's ImageStreamer: the firmware image from the artifact store into the slot.
+    std::expected<void, firmware::StreamFailure> streamFirmware(const firmware::UpdateRecord& r,
+                                                                security::StreamWriter& out);
     [[nodiscard]] Status provenanceAllows(const bundle::Bundle& b, const bundle::Artifact& a) const;
 
     void setDomain(const std::string& domain, const std::string& state, const std::string& reason = {});

@@ -1,5 +1,7 @@
 #include "firmware/firmware_config.hpp"
 
+#include <fmt/format.h>
+
 namespace edge::firmware {
 namespace {
 
@@ -61,6 +63,18 @@ Result<FirmwareConfig> loadFirmwareConfig(config::ConfigFile& cfg) {
     auto readback = cfg.boolean("firmware.verify_readback", out.verify_readback);
     if (!readback) return fail(std::move(readback.error()));
     out.verify_readback = *readback;
+    auto download = cfg.string("firmware.download", out.stream ? "stream" : "cache");
+    if (!download) return fail(std::move(download.error()));
+    if (*download != "stream" && *download != "cache") {
+        return fail(SharedErrc::kConfig,
+                    fmt::format("key 'firmware.download': '{}' is not stream or cache", *download));
+    }
+    out.stream = *download == "stream";
+    auto checkpoint = cfg.integer("firmware.checkpoint_bytes",
+                                  static_cast<std::int64_t>(out.checkpoint_bytes), 1 << 20,
+                                  std::int64_t{1} << 40);
+    if (!checkpoint) return fail(std::move(checkpoint.error()));
+    out.checkpoint_bytes = static_cast<std::uint64_t>(*checkpoint);
     return out;
 }
 

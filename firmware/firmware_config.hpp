@@ -19,6 +19,14 @@
 //   firmware.health_timeout   (default 60s)
 //   firmware.chunk_size       bytes per write                 (default 1048576)
 //   firmware.verify_readback  re-read the slot after the fsync  (default false)
+//   firmware.download         stream | cache                  (default stream)
+//                             stream: the image goes from the artifact store straight into
+//                             the inactive slot (one pass, hashed on the way, checked before
+//                             the slot is armed); cache: downloaded and verified into the
+//                             downloads directory first, then installed from there. A zstd
+//                             image is always cached (it is decompressed before the install).
+//   firmware.checkpoint_bytes stream: every this many bytes the slot is synced and the offset
+//                             persisted, where a restart resumes   (default 67108864)
 #include <chrono>
 #include <string>
 #include <vector>
@@ -36,6 +44,8 @@ struct FirmwareConfig {
     std::vector<std::string> state_command;
     std::size_t chunk_size = 1u << 20;
     bool verify_readback = false;
+    bool stream = true;
+    std::uint64_t checkpoint_bytes = 64u << 20;
 };
 
 /// Reads the keys above (marking them known to cfg). Errors name the key; backend-specific

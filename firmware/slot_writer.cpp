@@ -71,48 +71,6 @@ ssize_t readFull(int fd, char* buf, std::size_t want) {
     return static_cast<ssize_t>(got);
 }
 
-bool writeFull(int fd, const char* buf, std::size_t size) {
-    std::size_t done = 0;
-    while (done < size) {
-        const ssize_t n = ::write(fd, buf + done, size - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return false;
-        done += static_cast<std::size_t>(n);
-    }
-    return true;
-}
-
-using security::HashWorker;
-
-/// Starts the kernel writing the slot's dirty pages back while later chunks are still being
-/// written and hashed, so that the disk works during the copy instead of only in the final
-/// fsync (the page cache would otherwise hold the whole image until then: on a machine with
-/// plenty of memory no background writeback starts for a few hundred MiB). Only an early
-/// start: durability still comes from the fsync, which also reports any write error.
-class Writeback {
-public:
-    explicit Writeback(int fd) : fd_(fd) {}
-
-    /// The slot now holds written bytes from offset 0.
-    void advance(std::uint64_t written) {
-        if (!enabled_ || written - started_ < kWindow) return;
-        // Not supported (some file systems, old kernels): leave it all to the fsync.
-        if (::sync_file_range(fd_, static_cast<off_t>(started_),
-                              static_cast<off_t>(written - started_),
-                              SYNC_FILE_RANGE_WRITE) != 0) {
-            enabled_ = false;
-            return;
-        }
-        started_ = written;
-    }
-
-private:
-    static constexpr std::uint64_t kWindow = 8u << 20;
-    int fd_;
-    bool enabled_ = true;
-    std::uint64_t started_ = 0;
-};
-
 // Hashes the first size bytes of the slot as they are on the device.
 Status verifySlot(const std::filesystem::path& slot, std::uint64_t size, std::string_view expected,
                   std::size_t chunk_size) {
@@ -145,6 +103,73 @@ Status verifySlot(const std::filesystem::path& slot, std::uint64_t size, std::st
 
 }  // namespace
 
+Result<std::unique_ptr<SlotStream>> SlotStream::open(const std::filesystem::path& slot,
+                                                      const InstallOptions& options,
+                                                      security::StreamWriterOptions writer) {
+    if (options.chunk_size == 0) {
+        return fail(FirmwareErrc::kInvalidArgument, "install: chunk_size is 0");
+    }
+    if (!options.active_slot.empty() && sameTarget(slot, options.active_slot)) {
+        return fail(FirmwareErrc::kInvalidArgument,
+                    fmt::format("refusing to write '{}': it is the active slot", slot.string()));
+    }
+    const int fd = ::open(slot.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return ioError("open slot", slot);
+    auto stream = std::unique_ptr<SlotStream>(new SlotStream(slot, fd, options.chunk_size, std::move(writer)));
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return ioError("stat slot", slot);
+    stream->regular_ = S_ISREG(st.st_mode);
+    return stream;
+}
+
+SlotStream::SlotStream(std::filesystem::path slot, int fd, std::size_t chunk_size,
+                       security::StreamWriterOptions writer)
+    : slot_(std::move(slot)), fd_(fd), chunk_size_(chunk_size) {
+    writer.chunk_size = chunk_size;
+    writer_ = std::make_unique<security::StreamWriter>(fd_, slot_.string(), std::move(writer));
+}
+
+SlotStream::~SlotStream() {
+    writer_.reset();  // before the descriptor it writes
+    if (fd_ >= 0) ::close(fd_);
+}
+
+Status SlotStream::finish(std::uint64_t expected_size, std::string_view expected_sha256,
+                          bool read_back) {
+    if (!security::isSha256Hex(expected_sha256)) {
+        return fail(FirmwareErrc::kInvalidArgument,
+                    fmt::format("slot '{}': expected sha256 '{}' is not 64 lowercase hex chars",
+                                slot_.string(), expected_sha256));
+    }
+    const std::uint64_t taken = writer_->size();
+    if (taken != expected_size) {
+        return fail(FirmwareErrc::kSize,
+                    fmt::format("slot '{}' got {} bytes, the image declares {}", slot_.string(),
+                                taken, expected_size));
+    }
+    auto digest = writer_->finish();
+    if (!digest) return fail(FirmwareErrc::kIo, digest.error().what());
+    if (*digest != expected_sha256) {
+        return fail(FirmwareErrc::kDigest,
+                    fmt::format("the image written to slot '{}' has sha256 {}, expected {}",
+                                slot_.string(), *digest, expected_sha256));
+    }
+    if (regular_ && ::ftruncate(fd_, static_cast<off_t>(expected_size)) != 0) {
+        return ioError("truncate slot", slot_);
+    }
+    if (::fsync(fd_) != 0) return ioError("fsync slot", slot_);
+    if (read_back) {
+        // Read back from the device, not from the page cache we just filled.
+        ::posix_fadvise(fd_, 0, 0, POSIX_FADV_DONTNEED);
+    }
+    const int fd = fd_;
+    writer_.reset();
+    fd_ = -1;
+    if (::close(fd) != 0) return ioError("close slot", slot_);  // deferred write errors
+    if (!read_back) return {};
+    return verifySlot(slot_, expected_size, expected_sha256, chunk_size_);
+}
+
 Status installImage(const std::filesystem::path& source, const std::filesystem::path& slot,
                     std::uint64_t expected_size, std::string_view expected_sha256,
                     const InstallOptions& options) {
@@ -153,85 +178,42 @@ Status installImage(const std::filesystem::path& source, const std::filesystem::
                     fmt::format("install '{}': expected sha256 '{}' is not 64 lowercase hex chars",
                                 source.string(), expected_sha256));
     }
-    if (options.chunk_size == 0) {
-        return fail(FirmwareErrc::kInvalidArgument, "install: chunk_size is 0");
-    }
-    if (!options.active_slot.empty() && sameTarget(slot, options.active_slot)) {
-        return fail(FirmwareErrc::kInvalidArgument,
-                    fmt::format("refusing to write '{}': it is the active slot", slot.string()));
-    }
-
+    auto stream = SlotStream::open(slot, options);
+    if (!stream) return fail(std::move(stream.error()));
     Fd in(::open(source.c_str(), O_RDONLY | O_CLOEXEC));
     if (in.get() < 0) return ioError("open image", source);
     ::posix_fadvise(in.get(), 0, 0, POSIX_FADV_SEQUENTIAL);  // larger read-ahead; a hint only
-    Fd out(::open(slot.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
-    if (out.get() < 0) return ioError("open slot", slot);
-    struct stat st {};
-    if (::fstat(out.get(), &st) != 0) return ioError("stat slot", slot);
-    const bool regular = S_ISREG(st.st_mode);
-
-    // A ring of buffers: chunk i is read into buffer i % kBuffers, handed to the hash worker and
-    // written to the slot on this thread; the buffer is reused only once its hash is done. The
-    // worker may lag a few chunks behind, so neither side waits for the other chunk by chunk.
-    constexpr std::size_t kBuffers = 4;
-    std::vector<std::unique_ptr<char[]>> buffers;
-    for (std::size_t i = 0; i < kBuffers; ++i) {
-        buffers.push_back(std::make_unique_for_overwrite<char[]>(options.chunk_size));
-    }
-    Writeback writeback(out.get());
-    std::uint64_t written = 0;
-    std::string digest;
-    {
-        HashWorker hashing;  // joined before the buffers go, on every path out of this block
-        for (std::uint64_t i = 0;; ++i) {
-            if (i >= kBuffers) hashing.waitHashed(i - kBuffers + 1);
-            char* buf = buffers[i % kBuffers].get();
-            // Ask for at most one byte past the declared end: enough to notice an oversized
-            // source.
-            const std::uint64_t room = expected_size - written + 1;
-            const auto want =
-                static_cast<std::size_t>(std::min<std::uint64_t>(options.chunk_size, room));
-            const ssize_t n = readFull(in.get(), buf, want);
-            if (n < 0) return ioError("read image", source);
-            if (n == 0) break;
-            const auto got = static_cast<std::uint64_t>(n);
-            if (written + got > expected_size) {
-                return fail(FirmwareErrc::kSize,
-                            fmt::format("image '{}' is larger than its declared {} bytes; cut off",
-                                        source.string(), expected_size));
-            }
-            const std::string_view chunk(buf, static_cast<std::size_t>(n));
-            hashing.submit(chunk);
-            if (!writeFull(out.get(), chunk.data(), chunk.size())) {
-                return ioError("write slot", slot);
-            }
-            written += got;
-            writeback.advance(written);
-            if (options.progress) options.progress(written, expected_size);
+    auto& out = (*stream)->writer();
+    const auto buffer = std::make_unique_for_overwrite<char[]>(options.chunk_size);
+    while (true) {
+        // Ask for at most one byte past the declared end: enough to notice an oversized source.
+        const std::uint64_t room = expected_size - out.size() + 1;
+        const auto want =
+            static_cast<std::size_t>(std::min<std::uint64_t>(options.chunk_size, room));
+        const ssize_t n = readFull(in.get(), buffer.get(), want);
+        if (n < 0) return ioError("read image", source);
+        if (n == 0) break;
+        if (out.size() + static_cast<std::uint64_t>(n) > expected_size) {
+            return fail(FirmwareErrc::kSize,
+                        fmt::format("image '{}' is larger than its declared {} bytes; cut off",
+                                    source.string(), expected_size));
         }
-        digest = hashing.finishHex();
+        if (auto ok = out.append(std::string_view(buffer.get(), static_cast<std::size_t>(n))); !ok) {
+            return fail(FirmwareErrc::kIo, ok.error().what());
+        }
+        if (options.progress) options.progress(out.size(), expected_size);
     }
-    if (written < expected_size) {
+    if (out.size() < expected_size) {
         return fail(FirmwareErrc::kSize,
                     fmt::format("image '{}' ended after {} of its declared {} bytes",
-                                source.string(), written, expected_size));
+                                source.string(), out.size(), expected_size));
     }
-    if (digest != expected_sha256) {
-        return fail(FirmwareErrc::kDigest, fmt::format("image '{}' has sha256 {}, expected {}",
-                                                       source.string(), digest, expected_sha256));
+    auto done = (*stream)->finish(expected_size, expected_sha256, options.read_back);
+    if (!done && done.error().code() == FirmwareErrc::kDigest) {
+        return fail(FirmwareErrc::kDigest,
+                    fmt::format("image '{}': {}", source.string(), done.error().what()));
     }
-    if (regular && ::ftruncate(out.get(), static_cast<off_t>(expected_size)) != 0) {
-        return ioError("truncate slot", slot);
-    }
-    if (::fsync(out.get()) != 0) return ioError("fsync slot", slot);
-    if (!options.read_back) {
-        if (out.close() != 0) return ioError("close slot", slot);
-        return {};
-    }
-    // Read back from the device, not from the page cache we just filled.
-    ::posix_fadvise(out.get(), 0, 0, POSIX_FADV_DONTNEED);
-    if (out.close() != 0) return ioError("close slot", slot);
-    return verifySlot(slot, expected_size, expected_sha256, options.chunk_size);
+    return done;
 }
 
 }  // namespace edge::firmware

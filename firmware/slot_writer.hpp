@@ -1,11 +1,15 @@
 #pragma once
 // Writing a firmware image into a slot: stream, hash, bound, fsync, verify by reading back.
+// SlotStream is the one write path; installImage() feeds it from a file, a streamed update
+// feeds it from the network (edged's fetchInto).
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <string_view>
 
+#include "security/stream_writer.hpp"
 #include "shared/core/error.hpp"
 
 namespace edge::firmware {
@@ -23,6 +27,41 @@ struct InstallOptions {
     /// it: catches storage that corrupts writes silently, at the cost of a full re-read (about
     /// halves install throughput). Off by default, as in RAUC and Mender: the stream is hashed.
     bool read_back = false;
+};
+
+/// A slot open for writing an image from offset 0 on.
+class SlotStream {
+public:
+    /// Opens slot (a file, created if missing, or a block device) for writing; refuses the
+    /// active slot (options.active_slot) before anything is opened. options.chunk_size sizes
+    /// the writer's buffers; writer carries the checkpoint settings.
+    /// Errors: kInvalidArgument (the active slot, chunk_size 0), kIo.
+    [[nodiscard]] static Result<std::unique_ptr<SlotStream>> open(
+        const std::filesystem::path& slot, const InstallOptions& options,
+        security::StreamWriterOptions writer = {});
+    ~SlotStream();
+    SlotStream(const SlotStream&) = delete;
+    SlotStream& operator=(const SlotStream&) = delete;
+
+    /// Where the image's bytes go, in order from offset 0 (adopt() continues a checkpoint).
+    [[nodiscard]] security::StreamWriter& writer() { return *writer_; }
+
+    /// After the last byte: exactly expected_size bytes were taken (else kSize), their SHA-256 is
+    /// expected_sha256 (else kDigest), a regular file is truncated there, everything is fsynced;
+    /// with read_back the slot is dropped from the page cache and hashed again as the device
+    /// returns it. The same contract as installImage() on success.
+    [[nodiscard]] Status finish(std::uint64_t expected_size, std::string_view expected_sha256,
+                                bool read_back);
+
+private:
+    SlotStream(std::filesystem::path slot, int fd, std::size_t chunk_size,
+               security::StreamWriterOptions writer);
+
+    std::filesystem::path slot_;
+    int fd_;
+    bool regular_ = false;
+    std::size_t chunk_size_;
+    std::unique_ptr<security::StreamWriter> writer_;
 };
 
 /// Copies source (a file, or anything readable: a pipe, a decompressor's output) into slot (a

@@ -55,6 +55,7 @@ std::string toJson(const UpdateRecord& r) {
         {"target_slot", slotName(r.target_slot)},
         {"old_slot", slotName(r.old_slot)},
         {"image_path", r.image_path},
+        {"image_url", r.image_url},
         {"transitions", r.transitions},
         {"reason", r.reason},
         {"last_failed_version", r.last_failed_version},
@@ -90,6 +91,7 @@ Result<UpdateRecord> parseUpdateRecord(std::string_view text) {
         r.target_slot = *target_slot;
         r.old_slot = *old_slot;
         r.image_path = j.at("image_path").get<std::string>();
+        r.image_url = j.value("image_url", std::string());  // absent in records of older builds
         r.transitions = j.at("transitions").get<int>();
         r.reason = j.at("reason").get<std::string>();
         r.last_failed_version = j.at("last_failed_version").get<std::string>();

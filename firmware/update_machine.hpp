@@ -128,7 +128,8 @@ struct UpdateRecord {
     FirmwareImage target;             // the update's image (empty while Idle)
     Slot target_slot = Slot::kB;      // the slot written (the inactive one at Start)
     Slot old_slot = Slot::kA;         // the slot running at Start: the known-good one
-    std::string image_path;           // local file the image is installed from
+    std::string image_path;           // local file the image is installed from, or
+    std::string image_url;            // where it is streamed from (Updater::startStreamed)
     int transitions = 0;              // of this update (reset by Start); the loop guard's count
     std::string reason;               // why it failed or is rolling back ("" otherwise)
     std::string last_failed_version;  // kept across updates; cleared by a commit

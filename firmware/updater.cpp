@@ -8,23 +8,27 @@
 #include "firmware/errors.hpp"
 #include "security/crypto.hpp"
 
+#include <nlohmann/json.hpp>
+
 namespace edge::firmware {
 
 Result<Updater> Updater::open(store::Store& store, BootControl& boot, Rebooter& rebooter,
                               const Clock& clock, UpdaterConfig config, UpdaterHooks hooks) {
     auto machine = UpdateMachine::load(store, hooks.on_transition);
     if (!machine) return fail(std::move(machine.error()));
-    return Updater(std::move(*machine), boot, rebooter, clock, std::move(config), std::move(hooks));
+    return Updater(std::move(*machine), store, boot, rebooter, clock, std::move(config),
+                   std::move(hooks));
 }
 
-Updater::Updater(UpdateMachine machine, BootControl& boot, Rebooter& rebooter, const Clock& clock,
-                 UpdaterConfig config, UpdaterHooks hooks)
+Updater::Updater(UpdateMachine machine, store::Store& store, BootControl& boot, Rebooter& rebooter,
+                 const Clock& clock, UpdaterConfig config, UpdaterHooks hooks)
     : machine_(std::move(machine)),
       boot_(&boot),
       rebooter_(&rebooter),
       clock_(&clock),
       config_(std::move(config)),
-      hooks_(std::move(hooks)) {}
+      hooks_(std::move(hooks)),
+      store_(&store) {}
 
 bool Updater::shouldInstall(std::string_view version) const {
     const auto& r = record();
@@ -34,6 +38,35 @@ bool Updater::shouldInstall(std::string_view version) const {
 }
 
 Status Updater::start(const FirmwareImage& image, const std::filesystem::path& image_path,
+                      bool retry_failed) {
+    return begin(image, image_path.string(), {}, retry_failed);
+}
+
+Status Updater::startStreamed(const FirmwareImage& image, const std::string& url,
+                              bool retry_failed) {
+    if (url.empty()) return fail(FirmwareErrc::kInvalidArgument, "firmware: no URL to stream from");
+    if (!streamer_) return fail(FirmwareErrc::kInvalidArgument, "firmware: no image streamer set");
+    return begin(image, {}, url, retry_failed);
+}
+
+Status Updater::continueInstall() {
+    failure_.reset();
+    if (record().state != UpdateState::kInstalling || record().image_url.empty()) {
+        return fail(FirmwareErrc::kBadTransition,
+                    fmt::format("firmware: no streamed install to continue (state {})",
+                                stateName(record().state)));
+    }
+    auto boot = boot_->state();
+    if (!boot) return fail(std::move(boot.error()).wrap("continue firmware install"));
+    if (auto ran = run(boot->booted, {}); !ran) return ran;
+    if (record().state == UpdateState::kFailed) {
+        if (failure_) return fail(*failure_);
+        return fail(FirmwareErrc::kRefused, record().reason);
+    }
+    return {};
+}
+
+Status Updater::begin(const FirmwareImage& image, std::string path, std::string url,
                       bool retry_failed) {
     failure_.reset();
     if (!isFinal(record().state)) {
@@ -68,11 +101,13 @@ Status Updater::start(const FirmwareImage& image, const std::filesystem::path& i
                         image.version, slotName(boot->booted), slotName(record().old_slot)));
     }
     const Slot old_slot = boot->booted;
+    clearCheckpoint();  // a checkpoint of an earlier update never carries over
     auto st = machine_.fire(UpdateEvent::kStart, [&](UpdateRecord& r) {
         r.target = image;
         r.old_slot = old_slot;
         r.target_slot = otherSlot(old_slot);
-        r.image_path = image_path.string();
+        r.image_path = std::move(path);
+        r.image_url = std::move(url);
     });
     if (!st) return st;
     if (auto ran = run(old_slot, {}); !ran) return ran;
@@ -182,6 +217,71 @@ Status Updater::checkHealth(const HealthCheck& health) {
     return {};
 }
 
+std::uint64_t Updater::loadCheckpoint() const {
+    const auto& r = record();
+    auto stored = store_->getOne(kFirmwareDb, kStreamCheckpointKey);
+    if (!stored || !*stored) return 0;
+    const auto j = nlohmann::json::parse(**stored, nullptr, false);
+    if (!j.is_object() || j.value("sha256", "") != r.target.sha256 ||
+        j.value("slot", "") != slotName(r.target_slot)) {
+        return 0;
+    }
+    const auto bytes = j.value("bytes", std::uint64_t{0});
+    return bytes <= r.target.size ? bytes : 0;
+}
+
+void Updater::saveCheckpoint(std::uint64_t durable) {
+    const auto& r = record();
+    const nlohmann::json j = {
+        {"sha256", r.target.sha256}, {"slot", slotName(r.target_slot)}, {"bytes", durable}};
+    // Losing one only costs a longer resume.
+    [[maybe_unused]] auto ignored = store_->putOne(kFirmwareDb, kStreamCheckpointKey, j.dump());
+}
+
+void Updater::clearCheckpoint() {
+    [[maybe_unused]] auto ignored = store_->write(
+        [](store::WriteTxn& txn) { return txn.del(kFirmwareDb, kStreamCheckpointKey); });
+}
+
+Status Updater::installStreamed(Slot target) {
+    const auto& r = record();
+    const auto what = fmt::format("install slot {} from {}", slotName(target), r.image_url);
+    if (!streamer_) {
+        return failWith(UpdateEvent::kInstallFailed,
+                        Error(FirmwareErrc::kInvalidArgument, what + ": no image streamer set"));
+    }
+    InstallOptions options;
+    options.chunk_size = config_.chunk_size;
+    options.active_slot = config_.slots.of(r.old_slot);
+    security::StreamWriterOptions writer;
+    writer.checkpoint_bytes = config_.checkpoint_bytes;
+    writer.on_checkpoint = [this](std::uint64_t durable) { saveCheckpoint(durable); };
+    auto slot = SlotStream::open(config_.slots.of(target), options, std::move(writer));
+    if (!slot) return failWith(UpdateEvent::kInstallFailed, std::move(slot.error()).wrap(what));
+    auto& out = (*slot)->writer();
+    if (const auto resume = loadCheckpoint(); resume > 0) {
+        if (auto adopted = out.adopt(resume); !adopted) {
+            clearCheckpoint();
+            return failWith(UpdateEvent::kInstallFailed, std::move(adopted.error()).wrap(what));
+        }
+    }
+    auto streamed = streamer_(r, out);
+    if (!streamed && streamed.error().retry_later) {
+        // Keep what arrived: the next attempt continues after it.
+        [[maybe_unused]] auto kept = out.checkpoint();
+        return fail(std::move(streamed.error().error).wrap(what));
+    }
+    clearCheckpoint();
+    if (!streamed) {
+        return failWith(UpdateEvent::kInstallFailed, std::move(streamed.error().error).wrap(what));
+    }
+    if (auto done = (*slot)->finish(r.target.size, r.target.sha256, config_.verify_readback);
+        !done) {
+        return failWith(UpdateEvent::kInstallFailed, std::move(done.error()).wrap(what));
+    }
+    return machine_.fire(UpdateEvent::kInstallOk);
+}
+
 Status Updater::run(Slot booted, const HealthCheck& health) {
     while (true) {
         const UpdateRecord& r = record();
@@ -201,6 +301,10 @@ Status Updater::run(Slot booted, const HealthCheck& health) {
                                   std::move(off.error())
                                       .wrap(fmt::format("install slot {}", slotName(target))));
                     break;
+                }
+                if (!r.image_url.empty()) {
+                    if (auto streamed = installStreamed(target); !streamed) return streamed;
+                    break;  // it fired InstallOk or InstallFailed
                 }
                 InstallOptions options;
                 options.chunk_size = config_.chunk_size;

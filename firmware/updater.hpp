@@ -2,8 +2,11 @@
 // Updater: drives one A/B firmware update through the UpdateMachine, the BootControl, the slot
 // writer and the Rebooter. What each state does (its entry action; all idempotent):
 //
-//   Installing   make the target slot unbootable (fallBack), then installImage() into it
-//                -> InstallOk, or InstallFailed with the reason
+//   Installing   make the target slot unbootable (fallBack), then installImage() into it, or
+//                for a streamed update let the ImageStreamer write it into the slot from the
+//                last checkpoint on, and check size and digest there
+//                -> InstallOk, or InstallFailed with the reason (a transient streaming failure
+//                fires nothing: the update stays Installing, continueInstall() goes on later)
 //   Installed    -> RebootRequested
 //   Rebooting    tryOnce(target) and Rebooter::reboot(); then wait for the reboot
 //                (a failure of either -> Abort -> RollingBack)
@@ -29,6 +32,8 @@
 //
 // Blocking (disk I/O, hashing, commands): run it on a worker thread. Not thread-safe.
 #include <chrono>
+#include <cstdint>
+#include <expected>
 #include <cstddef>
 #include <filesystem>
 #include <functional>
@@ -56,7 +61,24 @@ struct UpdaterConfig {
     /// Optional argv run after the HealthCheck passes; a non-zero exit or a timeout fails it.
     std::vector<std::string> health_command;
     std::chrono::milliseconds health_timeout{60'000};
+    /// A streamed install syncs the slot and persists its length this often (db "firmware",
+    /// key "stream"); after a crash it resumes there instead of at byte 0.
+    std::uint64_t checkpoint_bytes = 64u << 20;
 };
+
+/// Why an ImageStreamer stopped; retry_later: a transient failure (network, server away), so
+/// the update stays Installing and resumes from the slot's last checkpoint.
+struct StreamFailure {
+    Error error;
+    bool retry_later = false;
+};
+/// Writes the image of record (target, image_url) into out, which already holds out.size()
+/// bytes of it (resumed); returns once exactly target.size bytes were appended (the Updater
+/// checks the digest). Runs on the Updater's thread.
+using ImageStreamer = std::function<std::expected<void, StreamFailure>(
+    const UpdateRecord& record, security::StreamWriter& out)>;
+
+inline constexpr std::string_view kStreamCheckpointKey = "stream";
 
 struct UpdaterHooks {
     /// After every persisted transition (status reporting).
@@ -89,6 +111,17 @@ public:
     [[nodiscard]] Status start(const FirmwareImage& image, const std::filesystem::path& image_path,
                                bool retry_failed = false);
 
+    /// start(), with the image streamed from url straight into the slot by the ImageStreamer
+    /// (setImageStreamer): one pass instead of a download then a copy. The slot is unbootable
+    /// while it is written and armed only once its size and digest are right. A transient
+    /// streaming failure returns its error with the update still Installing (continueInstall).
+    [[nodiscard]] Status startStreamed(const FirmwareImage& image, const std::string& url,
+                                       bool retry_failed = false);
+    /// Goes on with a streamed install that a transient failure stopped (state Installing):
+    /// same results as startStreamed(). kBadTransition in any other state.
+    [[nodiscard]] Status continueInstall();
+    /// Set before start/afterBoot; afterBoot resumes a streamed install with it.
+    void setImageStreamer(ImageStreamer streamer) { streamer_ = std::move(streamer); }
     /// Call once each time the daemon starts (after a reboot or a crash): continues, finishes
     /// or rolls back whatever update the record holds (see the header comment). An update that
     /// ends Failed is a result, not an error: read record(). Errors mean no progress could be
@@ -100,8 +133,8 @@ public:
     [[nodiscard]] Status abort(std::string reason);
 
 private:
-    Updater(UpdateMachine machine, BootControl& boot, Rebooter& rebooter, const Clock& clock,
-            UpdaterConfig config, UpdaterHooks hooks);
+    Updater(UpdateMachine machine, store::Store& store, BootControl& boot, Rebooter& rebooter,
+            const Clock& clock, UpdaterConfig config, UpdaterHooks hooks);
 
     /// Runs entry actions from the current state until the update waits for a reboot, reaches
     /// a final state, or a step fails.
@@ -111,6 +144,15 @@ private:
     /// Fires a failure event with its reason and remembers the error for start().
     [[nodiscard]] Status failWith(UpdateEvent event, Error error);
     [[nodiscard]] Status checkHealth(const HealthCheck& health);
+    /// Common part of start() and startStreamed(): checks, then Start with the image's source.
+    [[nodiscard]] Status begin(const FirmwareImage& image, std::string path, std::string url,
+                               bool retry_failed);
+    /// The Installing entry action of a streamed update. An error return means a transient
+    /// failure (no event fired); otherwise the event fired says how it went.
+    [[nodiscard]] Status installStreamed(Slot target);
+    [[nodiscard]] std::uint64_t loadCheckpoint() const;
+    void saveCheckpoint(std::uint64_t durable);
+    void clearCheckpoint();
 
     UpdateMachine machine_;
     BootControl* boot_;
@@ -119,6 +161,8 @@ private:
     UpdaterConfig config_;
     UpdaterHooks hooks_;
     std::optional<Error> failure_;  // what ended the update during the current call
+    ImageStreamer streamer_;
+    store::Store* store_;
 };
 
 }  // namespace edge::firmware

@@ -157,8 +157,11 @@ TEST_CASE("OTA: models and A/B firmware from the artifact store, with provenance
         const auto state = fleet.dir / "state" / id;
         std::filesystem::create_directories(state);
         test::writeFile(state / "slot-a.img", "factory image A");
-        const std::string health = std::string(id) == "edge-2" ? "  health_command: [/bin/false]\n" : "";
-        configureOta(fleet, id, artifacts_port, pki, health);
+        // edge-2 downloads the image into its cache first (firmware.download: cache); the
+        // others stream it straight into slot B (the default).
+        const std::string extra =
+            std::string(id) == "edge-2" ? "  health_command: [/bin/false]\n  download: cache\n" : "";
+        configureOta(fleet, id, artifacts_port, pki, extra);
     }
     // Power on: the bootloader runs before the daemon.
     for (const auto* id : {"edge-1", "edge-2", "edge-3"}) {
@@ -188,7 +191,8 @@ TEST_CASE("OTA: models and A/B firmware from the artifact store, with provenance
         CHECK(test::readFile(fleet.dir / "state" / id / "slot-b.img").substr(0, image.size()) == image);
     }
 
-    // edge-3: provenance denied before any download; the corrupt firmware fails its digest.
+    // edge-3: provenance denied before any download; the corrupt firmware fails its digest
+    // after it was streamed into slot B, which is never armed.
     {
         REQUIRE(test::waitUntil(
             [&] {
@@ -202,13 +206,17 @@ TEST_CASE("OTA: models and A/B firmware from the artifact store, with provenance
         CHECK_THAT(ota["reasons"]["models"].get<std::string>(), Catch::Contains("fairness 0.62 is below 0.8"));
         CHECK_THAT(ota["reasons"]["firmware"].get<std::string>(), Catch::Contains("sha256"));
         CHECK_FALSE(std::filesystem::exists(fleet.dir / "state/edge-3/downloads" / ("model-" + unfair_sha)));
-        CHECK_FALSE(std::filesystem::exists(fleet.dir / "state/edge-3/slot-b.img"));
+        // Streamed into slot B, which was never armed: the machine still boots slot A.
+        CHECK_THAT(ota["reasons"]["firmware"].get<std::string>(), Catch::Contains("slot B"));
+        CHECK(ota["firmware"]["last_failed_version"] == "9.9");
         const auto models = getJson(fleet, "edge-3", "/v1/models");
         INFO(models.dump());
         REQUIRE(models["models"].size() == 1);
         CHECK(models["models"][0]["active"].is_null());
         CHECK_THAT(models["models"][0]["last_error"].dump(), Catch::Contains("fairness"));
         CHECK(reboots(fleet, "edge-3") == 0);
+        fleet.killDevice("edge-3");
+        CHECK_THAT(bootloader(fleet, "edge-3"), Catch::Contains("booted slot A"));
     }
 
     // edge-1 reboots into slot B, passes the health check and commits.
@@ -290,7 +298,9 @@ TEST_CASE("OTA: SIGKILL at random instants of download, model switch, slot write
     const auto state = fleet.dir / "state" / id;
     std::filesystem::create_directories(state);
     test::writeFile(state / "slot-a.img", "factory image A");
-    configureOta(fleet, id, artifacts_port, pki, "");
+    // The image is streamed into slot B with a checkpoint every 4 MiB: kills during the stream
+    // resume from the last one.
+    configureOta(fleet, id, artifacts_port, pki, "  checkpoint_bytes: 4194304\n");
     bootloader(fleet, id);
 
     // Kill edged after a pseudo-random delay, again and again; when it asked for a reboot, the

@@ -131,6 +131,7 @@ struct Device {
         UpdaterConfig c;
         c.slots = slots;
         c.chunk_size = chunk_size;
+        c.checkpoint_bytes = checkpoint_bytes;
         return c;
     }
 
@@ -157,6 +158,9 @@ struct Device {
 
     std::filesystem::path dir;
     std::size_t chunk_size;
+    /// Updates are streamed (Updater::startStreamed) from the image file by streamerFor().
+    bool stream = false;
+    std::uint64_t checkpoint_bytes = 8192;
     SlotPaths slots;
     std::filesystem::path env, booted, db, images;
     TestImage factory;
@@ -183,6 +187,26 @@ inline UpdaterHooks hooksFor(CrashPlan* plan) {
     return hooks;
 }
 
+/// The ImageStreamer of a test device: the record's image_url is the image file's path; its
+/// bytes after out.size() are appended in chunks (crashing at plan->at_byte).
+inline ImageStreamer streamerFor(const Device& dev, CrashPlan* plan) {
+    return [chunk = dev.chunk_size, plan](const UpdateRecord& r, security::StreamWriter& out)
+               -> std::expected<void, StreamFailure> {
+        const auto bytes = readFile(r.image_url);
+        if (out.size() > bytes.size()) {
+            return std::unexpected(StreamFailure{Error(FirmwareErrc::kSize, "resumed past the end"), false});
+        }
+        for (std::size_t at = out.size(); at < bytes.size(); at += chunk) {
+            const auto piece = std::string_view(bytes).substr(at, chunk);
+            if (plan != nullptr && plan->at_byte > 0 && at + piece.size() >= plan->at_byte) {
+                ::_exit(kCrashedExit);
+            }
+            if (auto ok = out.append(piece); !ok) return std::unexpected(StreamFailure{ok.error(), true});
+        }
+        return {};
+    };
+}
+
 /// One daemon start: opens the store, runs fn with an Updater, closes everything.
 /// Returns how many reboots the daemon requested.
 inline Result<int> withDaemon(Device& dev, CrashPlan* plan,
@@ -195,6 +219,7 @@ inline Result<int> withDaemon(Device& dev, CrashPlan* plan,
     SystemClock clock;
     auto updater = Updater::open(**store, boot, rebooter, clock, dev.config(), hooksFor(plan));
     if (!updater) return fail(std::move(updater.error()));
+    updater->setImageStreamer(streamerFor(dev, plan));
     if (auto st = fn(*updater); !st) return fail(std::move(st.error()));
     return rebooter.calls;
 }
@@ -232,7 +257,7 @@ inline Result<DeviceRun> runDevice(Device& dev, bool power_on, CrashPlan* plan =
 inline Result<Status> startUpdate(Device& dev, const TestImage& img, CrashPlan* plan = nullptr) {
     Status started;
     auto reboots = withDaemon(dev, plan, [&](Updater& u) {
-        started = u.start(img.spec, img.file);
+        started = dev.stream ? u.startStreamed(img.spec, img.file.string()) : u.start(img.spec, img.file);
         return Status{};
     });
     if (!reboots) return fail(std::move(reboots.error()));

@@ -1,7 +1,7 @@
 // Crash tests in the Mender style: a forked child runs the daemon through a whole update (start,
 // reboots played by the simulated bootloader, afterBoot) and exits abruptly right after the k-th
 // persisted transition, after the m-th boot-control write, or at a byte offset of the slot
-// write. The parent then restarts the device — either just the daemon, or a power cycle through
+// write; each both for an image installed from a file and for one streamed into the slot. The parent then restarts the device — either just the daemon, or a power cycle through
 // the bootloader — and checks where it ends: on a bootable, good, fully armed slot, in a final
 // state that tells the truth about it, after a bounded number of boots, never with both slots bad.
 #include <catch2/catch.hpp>
@@ -97,9 +97,11 @@ void checkSettled(Device& dev, const test::TestImage& img, Expect expect, bool p
 
 // One crash: fresh device, child crashes per plan, parent restarts. Returns false when the
 // plan never fired (the whole update ran without reaching the crash point).
-bool crashAndRecover(const std::string& marker, Expect expect, CrashPlan plan, bool power_cycle) {
+bool crashAndRecover(const std::string& marker, Expect expect, CrashPlan plan, bool power_cycle,
+                     bool stream) {
     TempDir tmp;
     Device dev(tmp.path());
+    dev.stream = stream;
     const auto img = dev.image(marker, "2.0");
     const int code = test::inChild([&] { return runChild(dev, img, plan); });
     if (code == kCompletedExit) return false;
@@ -123,36 +125,40 @@ constexpr Scenario kScenarios[] = {
 
 TEST_CASE("Update crash: killed after every persisted transition, the device ends on a good slot",
           "[firmware][crash]") {
-    for (const auto& scenario : kScenarios) {
-        for (bool power_cycle : {false, true}) {
-            int crashes = 0;
-            for (int k = 1; k < 40; ++k) {
-                CAPTURE(scenario.marker, power_cycle, k);
-                CrashPlan plan;
-                plan.after_transition = k;
-                if (!crashAndRecover(scenario.marker, scenario.expect, plan, power_cycle)) break;
-                ++crashes;
+    for (const bool stream : {false, true}) {
+        for (const auto& scenario : kScenarios) {
+            for (bool power_cycle : {false, true}) {
+                int crashes = 0;
+                for (int k = 1; k < 40; ++k) {
+                    CAPTURE(stream, scenario.marker, power_cycle, k);
+                    CrashPlan plan;
+                    plan.after_transition = k;
+                    if (!crashAndRecover(scenario.marker, scenario.expect, plan, power_cycle, stream)) break;
+                    ++crashes;
+                }
+                CAPTURE(stream, scenario.marker, power_cycle);
+                CHECK(crashes >= 5);  // every transition of the update was a crash point
             }
-            CAPTURE(scenario.marker, power_cycle);
-            CHECK(crashes >= 5);  // every transition of the update was a crash point
         }
     }
 }
 
 TEST_CASE("Update crash: killed after every boot-control write, the device ends on a good slot",
           "[firmware][crash]") {
-    for (const auto& scenario : kScenarios) {
-        for (bool power_cycle : {false, true}) {
-            int crashes = 0;
-            for (int m = 1; m < 40; ++m) {
-                CAPTURE(scenario.marker, power_cycle, m);
-                CrashPlan plan;
-                plan.after_boot_write = m;
-                if (!crashAndRecover(scenario.marker, scenario.expect, plan, power_cycle)) break;
-                ++crashes;
+    for (const bool stream : {false, true}) {
+        for (const auto& scenario : kScenarios) {
+            for (bool power_cycle : {false, true}) {
+                int crashes = 0;
+                for (int m = 1; m < 40; ++m) {
+                    CAPTURE(stream, scenario.marker, power_cycle, m);
+                    CrashPlan plan;
+                    plan.after_boot_write = m;
+                    if (!crashAndRecover(scenario.marker, scenario.expect, plan, power_cycle, stream)) break;
+                    ++crashes;
+                }
+                CAPTURE(stream, scenario.marker, power_cycle);
+                CHECK(crashes >= 3);
             }
-            CAPTURE(scenario.marker, power_cycle);
-            CHECK(crashes >= 3);
         }
     }
 }
@@ -160,13 +166,16 @@ TEST_CASE("Update crash: killed after every boot-control write, the device ends 
 TEST_CASE("Update crash: killed during the slot write, the half-written slot is never booted",
           "[firmware][crash]") {
     // The image is 64 KiB written in 4 KiB chunks: first chunk, middle, last chunk (before the
-    // fsync and the read-back).
-    for (std::uint64_t offset : {4096u, 30'000u, 65'536u}) {
-        for (bool power_cycle : {false, true}) {
-            CAPTURE(offset, power_cycle);
-            CrashPlan plan;
-            plan.at_byte = offset;
-            CHECK(crashAndRecover("BOOTS-OK", Expect::kCommit, plan, power_cycle));
+    // fsync and the read-back). Streamed, the slot is checkpointed every 8 KiB: a restart goes on
+    // from the last checkpoint, re-hashing what the slot holds.
+    for (const bool stream : {false, true}) {
+        for (std::uint64_t offset : {4096u, 30'000u, 65'536u}) {
+            for (bool power_cycle : {false, true}) {
+                CAPTURE(stream, offset, power_cycle);
+                CrashPlan plan;
+                plan.at_byte = offset;
+                CHECK(crashAndRecover("BOOTS-OK", Expect::kCommit, plan, power_cycle, stream));
+            }
         }
     }
 }

@@ -306,3 +306,150 @@ TEST_CASE("Updater: no new update while still running the slot the last one fail
 }
 
 }  // namespace edge::firmware
+
+namespace edge::firmware {
+
+TEST_CASE("Updater: a streamed image goes straight into slot B and commits", "[firmware]") {
+    TempDir tmp;
+    Device dev(tmp.path());
+    dev.stream = true;
+    settle(dev, true);
+    const auto img = dev.image("BOOTS-OK", "2.0");
+    REQUIRE(start(dev, img));
+    const auto rec = test::recordOf(dev);
+    CHECK(rec.state == UpdateState::kRebooting);
+    CHECK(rec.image_url == img.file.string());
+    CHECK(rec.image_path.empty());
+    CHECK(readFile(dev.slots.b) == img.bytes);
+    CHECK(test::bootStateOf(dev).attemptsLeft(Slot::kB) == 1);
+    CHECK(settle(dev, true).running == Slot::kB);
+    CHECK(test::recordOf(dev).state == UpdateState::kCommitted);
+}
+
+TEST_CASE("Updater: streamed bytes that are not the image fail, and slot B is never armed", "[firmware]") {
+    TempDir tmp;
+    Device dev(tmp.path());
+    dev.stream = true;
+    settle(dev, true);
+    auto img = dev.image("BOOTS-OK", "2.0");
+    img.spec.sha256 = security::sha256Hex("not this image");  // what the bundle declares
+    auto started = start(dev, img);
+    REQUIRE_FALSE(started);
+    CHECK(started.error().code() == FirmwareErrc::kDigest);
+    const auto rec = test::recordOf(dev);
+    CHECK(rec.state == UpdateState::kFailed);
+    CHECK_THAT(rec.reason, Catch::Contains("sha256"));
+    CHECK(test::bootStateOf(dev).attemptsLeft(Slot::kB) == 0);
+    checkBackOnOldSlot(dev, settle(dev, true));
+
+    // Too few bytes: a size failure, same outcome.
+    auto short_img = dev.image("BOOTS-OK", "2.1");
+    short_img.spec.size += 1;
+    started = start(dev, short_img);
+    REQUIRE_FALSE(started);
+    CHECK(started.error().code() == FirmwareErrc::kSize);
+    checkBackOnOldSlot(dev, settle(dev, true));
+}
+
+TEST_CASE("Updater: a transient streaming failure stays Installing and resumes from the checkpoint",
+          "[firmware]") {
+    TempDir tmp;
+    Device dev(tmp.path());
+    dev.stream = true;
+    settle(dev, true);
+    const auto img = dev.image("BOOTS-OK", "2.0");  // 64 KiB, checkpoints every 8 KiB
+    constexpr std::uint64_t kCut = 20'000;
+    std::vector<std::uint64_t> resumed_at;
+    // The network breaks after kCut bytes on the first attempt only.
+    const auto flaky = [&](const UpdateRecord& r, security::StreamWriter& out) -> std::expected<void, StreamFailure> {
+        resumed_at.push_back(out.size());
+        const auto bytes = readFile(r.image_url);
+        const bool cut = resumed_at.size() == 1;
+        const auto end = cut ? kCut : bytes.size();
+        if (auto ok = out.append(std::string_view(bytes).substr(out.size(), end - out.size())); !ok) {
+            return std::unexpected(StreamFailure{ok.error(), true});
+        }
+        if (cut) return std::unexpected(StreamFailure{Error(SharedErrc::kHttp, "connection reset"), true});
+        return {};
+    };
+
+    SECTION("continueInstall in the same run") {
+        Status first, second;
+        auto reboots = test::withDaemon(dev, nullptr, [&](Updater& u) {
+            u.setImageStreamer(flaky);
+            first = u.startStreamed(img.spec, img.file.string());
+            CHECK(u.record().state == UpdateState::kInstalling);
+            second = u.continueInstall();
+            return Status{};
+        });
+        REQUIRE(reboots);
+        CHECK(*reboots == 1);
+        REQUIRE_FALSE(first);
+        CHECK_THAT(first.error().what(), Catch::Contains("connection reset"));
+        INFO(what(second));
+        CHECK(second);
+        // Everything that arrived was kept: the second attempt starts where the first stopped.
+        CHECK(resumed_at == std::vector<std::uint64_t>{0, kCut});
+    }
+    SECTION("afterBoot of the next run, from the last persisted checkpoint") {
+        Status first;
+        auto crashed_run = test::withDaemon(dev, nullptr, [&](Updater& u) {
+            u.setImageStreamer(flaky);
+            first = u.startStreamed(img.spec, img.file.string());
+            return Status{};
+        });
+        REQUIRE(crashed_run);
+        REQUIRE_FALSE(first);
+        CHECK(test::recordOf(dev).state == UpdateState::kInstalling);
+        CHECK(test::bootStateOf(dev).attemptsLeft(Slot::kB) == 0);  // unbootable meanwhile
+        auto next_run = test::withDaemon(dev, nullptr, [&](Updater& u) {
+            u.setImageStreamer(flaky);
+            return u.afterBoot(dev.health());
+        });
+        INFO(what(next_run));
+        REQUIRE(next_run);
+        CHECK(*next_run == 1);
+        CHECK(resumed_at == std::vector<std::uint64_t>{0, kCut});
+    }
+    CHECK(test::recordOf(dev).state == UpdateState::kRebooting);
+    CHECK(readFile(dev.slots.b) == img.bytes);
+    CHECK(settle(dev, true).running == Slot::kB);
+    CHECK(test::recordOf(dev).state == UpdateState::kCommitted);
+}
+
+TEST_CASE("Updater: a slot changed behind a checkpoint fails its digest instead of booting", "[firmware]") {
+    TempDir tmp;
+    Device dev(tmp.path());
+    dev.stream = true;
+    settle(dev, true);
+    const auto img = dev.image("BOOTS-OK", "2.0");
+    bool broken = false;
+    auto first_run = test::withDaemon(dev, nullptr, [&](Updater& u) {
+        u.setImageStreamer([&](const UpdateRecord& r, security::StreamWriter& out) -> std::expected<void, StreamFailure> {
+            const auto bytes = readFile(r.image_url);
+            if (auto ok = out.append(std::string_view(bytes).substr(0, 40'000)); !ok) {
+                return std::unexpected(StreamFailure{ok.error(), true});
+            }
+            broken = true;
+            return std::unexpected(StreamFailure{Error(SharedErrc::kHttp, "server went away"), true});
+        });
+        [[maybe_unused]] auto st = u.startStreamed(img.spec, img.file.string());
+        return Status{};
+    });
+    REQUIRE(first_run);
+    REQUIRE(broken);
+    // Someone scribbles over the part already written (a bad block, a tool): the resumed hash
+    // covers the slot's real bytes, so the install fails instead of arming a bad slot.
+    {
+        auto slot = readFile(dev.slots.b);
+        slot[100] = static_cast<char>(slot[100] ^ 0x01);
+        test::writeFile(dev.slots.b, slot);
+    }
+    auto run = settle(dev, false);
+    const auto rec = test::recordOf(dev);
+    CHECK(rec.state == UpdateState::kFailed);
+    CHECK_THAT(rec.reason, Catch::Contains("sha256"));
+    checkBackOnOldSlot(dev, run);
+}
+
+}  // namespace edge::firmware

@@ -1,0 +1,109 @@
+#include "security/stream_writer.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <string>
+#include <vector>
+
+#include "security/crypto.hpp"
+#include "tests/support/process.hpp"
+#include "tests/support/temp_dir.hpp"
+
+namespace edge::security {
+namespace {
+
+std::string pattern(std::size_t size) {
+    std::string out(size, '\0');
+    std::uint32_t x = 88172645u;
+    for (auto& c : out) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        c = static_cast<char>(x);
+    }
+    return out;
+}
+
+struct File {
+    explicit File(const std::filesystem::path& path) : fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600)) {
+        REQUIRE(fd >= 0);
+    }
+    ~File() { ::close(fd); }
+    int fd;
+};
+
+}  // namespace
+
+TEST_CASE("StreamWriter: bytes appended in any pieces are written in order and hashed", "[security]") {
+    test::TempDir tmp;
+    const auto path = tmp.path() / "out";
+    const auto data = pattern(3 * 4096 + 123);
+    File file(path);
+    std::vector<std::uint64_t> checkpoints;
+    StreamWriterOptions options;
+    options.chunk_size = 4096;
+    options.checkpoint_bytes = 8192;
+    options.on_checkpoint = [&](std::uint64_t durable) { checkpoints.push_back(durable); };
+    StreamWriter writer(file.fd, path.string(), options);
+    for (std::size_t at = 0; at < data.size(); at += 1000) REQUIRE(writer.append(std::string_view(data).substr(at, 1000)));
+    CHECK(writer.size() == data.size());
+    auto digest = writer.finish();
+    REQUIRE(digest);
+    CHECK(*digest == sha256Hex(data));
+    CHECK(test::readFile(path) == data);
+    CHECK(checkpoints == std::vector<std::uint64_t>{8192});  // every 8 KiB written
+}
+
+TEST_CASE("StreamWriter: adopt continues what an earlier run wrote, restart starts over", "[security]") {
+    test::TempDir tmp;
+    const auto path = tmp.path() / "out";
+    const auto data = pattern(50'000);
+    test::writeFile(path, data.substr(0, 20'000) + "bytes past the checkpoint");
+    File file(path);
+    StreamWriterOptions options;
+    options.chunk_size = 4096;
+    {
+        StreamWriter writer(file.fd, path.string(), options);
+        REQUIRE(writer.adopt(20'000));
+        CHECK(writer.size() == 20'000);
+        REQUIRE(writer.append(std::string_view(data).substr(20'000)));
+        auto digest = writer.finish();
+        REQUIRE(digest);
+        CHECK(*digest == sha256Hex(data));  // the adopted prefix was hashed from the file
+        CHECK(test::readFile(path) == data);
+    }
+    {
+        // A file shorter than the checkpoint says: only what is there is adopted.
+        REQUIRE(::ftruncate(file.fd, 7000) == 0);
+        StreamWriter writer(file.fd, path.string(), options);
+        REQUIRE(writer.adopt(20'000));
+        CHECK(writer.size() == 7000);
+        REQUIRE(writer.restart());
+        CHECK(writer.size() == 0);
+        CHECK(test::readFile(path).empty());  // a regular file is truncated
+        REQUIRE(writer.append("abc"));
+        auto digest = writer.finish();
+        REQUIRE(digest);
+        CHECK(*digest == sha256Hex("abc"));
+    }
+}
+
+TEST_CASE("StreamWriter: a write error is reported with the path", "[security]") {
+    test::TempDir tmp;
+    const auto path = tmp.path() / "read-only";
+    test::writeFile(path, "");
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    StreamWriterOptions options;
+    options.chunk_size = 4096;
+    StreamWriter writer(fd, path.string(), options);
+    const auto st = writer.append(pattern(5000));
+    ::close(fd);
+    REQUIRE_FALSE(st);
+    CHECK(st.error().code() == SharedErrc::kIo);
+    CHECK_THAT(st.error().what(), Catch::Contains(path.string()));
+}
+
+}  // namespace edge::security
