@@ -43,19 +43,29 @@ Result<std::optional<AppliedState>> loadApplied(const store::Store& store) {
     }
 }
 
-Result<std::optional<bundle::Bundle>> loadBundle(const store::Store& store) {
-    std::optional<std::string> text;
-    auto st = store.read([&](const store::ReadTxn& txn) -> Status {
-        auto value = txn.get(kBundleDb, "payload");
-        if (!value) return fail(value.error());
-        text = std::move(*value);
-        return {};
-    });
-    if (!st) return fail(st.error());
-    if (!text) return std::optional<bundle::Bundle>{};
-    auto parsed = bundle::fromJson(*text);
+namespace {
+
+Result<std::optional<bundle::Bundle>> loadBundleAt(const store::Store& store, std::string_view key) {
+    auto text = store.getOne(kBundleDb, key);
+    if (!text) return fail(std::move(text.error()));
+    if (!*text) return std::optional<bundle::Bundle>{};
+    auto parsed = bundle::fromJson(**text);
     if (!parsed) return fail(std::move(parsed.error()).wrap("stored bundle is corrupt"));
     return std::optional<bundle::Bundle>(std::move(*parsed));
+}
+
+}  // namespace
+
+Result<std::optional<bundle::Bundle>> loadBundle(const store::Store& store) {
+    return loadBundleAt(store, "payload");
+}
+
+Result<std::optional<bundle::Bundle>> loadEnforcedBundle(const store::Store& store) {
+    return loadBundleAt(store, "enforced");
+}
+
+Status storeEnforcedBundle(store::Store& store, const bundle::Bundle& bundle) {
+    return store.putOne(kBundleDb, "enforced", bundle::toJson(bundle));
 }
 
 Result<std::int64_t> loadLastContact(const store::Store& store) {

@@ -34,6 +34,11 @@ struct AppliedState {
 [[nodiscard]] Result<std::optional<AppliedState>> loadApplied(const store::Store& store);
 /// The payload of the applied bundle.
 [[nodiscard]] Result<std::optional<bundle::Bundle>> loadBundle(const store::Store& store);
+/// The bundle whose policies were last put in force (edged holds a new bundle's policies back
+/// until its models are in place): what a restart enforces while the applied bundle's models
+/// are still pending. nullopt when none was recorded.
+[[nodiscard]] Result<std::optional<bundle::Bundle>> loadEnforcedBundle(const store::Store& store);
+[[nodiscard]] Status storeEnforcedBundle(store::Store& store, const bundle::Bundle& bundle);
 /// Unix seconds of the last broker contact, 0 when never.
 [[nodiscard]] Result<std::int64_t> loadLastContact(const store::Store& store);
 [[nodiscard]] Status storeLastContact(store::Store& store, std::int64_t unix_seconds);

@@ -365,15 +365,21 @@ int run(const EdgedConfig& cfg) {
         if (online) attestor.connected();
     };
     // One plan: a new bundle's policies wait until its models are in place (or refused), so the
-    // two switch together; at start the stored bundle's policies apply at once.
+    // two switch together. The bundle whose policies are in force is kept in LMDB: after a
+    // restart inside that window its policies go on deciding until the models settle.
     std::shared_ptr<const bundle::Bundle> applied_bundle;
     bool started = false;
-    std::shared_ptr<const edged::PolicySets> held_sets;
+    std::shared_ptr<const edged::PolicySets> held_sets;  // the applied bundle's, not yet in force
+    std::shared_ptr<const bundle::Bundle> held_bundle;
     auto switch_policies = hooks.policies_changed;
-    hooks.policies_changed = [&started, &held_sets, switch_policies](std::shared_ptr<const edged::PolicySets> sets) {
-        if (!started) return switch_policies(std::move(sets));
-        held_sets = std::move(sets);  // bundle_applied, which comes next, decides
+    auto enforce = [&store, switch_policies](std::shared_ptr<const edged::PolicySets> sets, const bundle::Bundle& b) {
+        switch_policies(std::move(sets));
+        if (auto st = edged::storeEnforcedBundle(*store, b); !st) {
+            log::warn("policies of bundle v{} in force, but not recorded: {}", b.version, st.error().what());
+        }
     };
+    // bundle_applied, which always comes next, decides when these apply.
+    hooks.policies_changed = [&held_sets](std::shared_ptr<const edged::PolicySets> sets) { held_sets = std::move(sets); };
     auto models_pending = [&models](const bundle::Bundle& b) {
         for (const auto& a : b.artifacts) {
             if (a.kind != bundle::ArtifactKind::kModel) continue;
@@ -382,26 +388,51 @@ int run(const EdgedConfig& cfg) {
         }
         return false;
     };
-    hooks.bundle_applied = [&ota, &applied_bundle, &started, &held_sets, switch_policies, models_pending,
-                            measure](std::shared_ptr<const bundle::Bundle> b) {
+    // At start, with the applied bundle's models still pending: the policies that were in force
+    // before it decide meanwhile. False when there are none (then the applied ones apply).
+    auto enforce_previous = [&store, switch_policies](const bundle::Bundle& applied) {
+        auto previous = edged::loadEnforcedBundle(*store);
+        if (!previous || !*previous || (*previous)->version == applied.version) return false;
+        auto sets = edged::PolicySets::build(**previous);
+        if (!sets) {
+            log::warn("policies of bundle v{} do not compile: {}", (*previous)->version, sets.error().what());
+            return false;
+        }
+        log::info("policies of bundle v{} wait for its models; those of v{} decide meanwhile", applied.version,
+                  (*previous)->version);
+        switch_policies(std::move(*sets));
+        return true;
+    };
+    hooks.bundle_applied = [&ota, &applied_bundle, &started, &held_sets, &held_bundle, enforce, enforce_previous,
+                            models_pending, measure](std::shared_ptr<const bundle::Bundle> b) {
         measure("bundle", "", std::to_string(b->version), security::sha256Hex(bundle::toJson(*b)));
+        const bool pending = models_pending(*b);
         if (!started) {
-            applied_bundle = std::move(b);  // the plan start() takes
+            applied_bundle = b;  // the plan start() takes
+            if (pending && enforce_previous(*b)) {
+                held_bundle = std::move(b);
+            } else if (held_sets) {
+                enforce(std::move(held_sets), *b);
+                held_sets.reset();
+            }
             return;
         }
-        if (held_sets && !models_pending(*b)) {
-            switch_policies(std::move(held_sets));
+        if (held_sets && !pending) {
+            enforce(std::move(held_sets), *b);
             held_sets.reset();
+            held_bundle.reset();
         } else if (held_sets) {
             log::info("policies of bundle v{} wait for its models", b->version);
+            held_bundle = b;
         }
         ota.bundleApplied(std::move(b));
     };
-    ota.onModelsSettled([&held_sets, switch_policies](std::uint64_t version) {
-        if (!held_sets || held_sets->bundle_version != version) return;
+    ota.onModelsSettled([&held_sets, &held_bundle, enforce](std::uint64_t version) {
+        if (!held_sets || !held_bundle || held_sets->bundle_version != version) return;
         log::info("models of bundle v{} settled: its policies apply now", version);
-        switch_policies(std::move(held_sets));
+        enforce(std::move(held_sets), *held_bundle);
         held_sets.reset();
+        held_bundle.reset();
     });
     agent.setHooks(std::move(hooks));
     // State first, network second: the device knows what it enforces before it talks to anyone.
