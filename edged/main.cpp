@@ -185,6 +185,12 @@ Status loadOtaConfig(config::ConfigFile& file, const std::filesystem::path& path
         if (argv->empty()) return configError(path, "models.readiness_command", "an empty command");
         c.models_readiness_command = *argv;
     }
+    if (file.has("models.state_command")) {
+        auto argv = file.strings("models.state_command");
+        if (!argv) return fail(argv.error());
+        if (argv->empty()) return configError(path, "models.state_command", "an empty command");
+        c.ota.model_state_command = *argv;
+    }
     auto readiness_timeout = file.duration("models.readiness_timeout", c.models_readiness_timeout);
     if (!readiness_timeout) return fail(readiness_timeout.error());
     c.models_readiness_timeout = *readiness_timeout;
@@ -306,7 +312,7 @@ int run(const EdgedConfig& cfg) {
     edged::HttpArtifactFetcher fetcher(cfg.artifacts_tls);
     auto models = edged::ModelStore::open(cfg.state_dir / "models", *store,
                                           {clock, cfg.models_keep, cfg.models_readiness_command,
-                                           cfg.models_readiness_timeout});
+                                           cfg.models_readiness_timeout, ota.modelStepHook()});
     if (!models) {
         std::cerr << "edged: model store: " << models.error().what() << "\n";
         return 1;

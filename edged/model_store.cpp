@@ -522,7 +522,12 @@ Status ModelStore::stage(const ModelVersion& model, const std::filesystem::path&
     eraseDigest(r.staged, m.sha256);
     r.staged.push_back(m);
     if (auto st = save(r); !st) return fail(std::move(st.error()).wrap(what));
+    step("staged", m);
     return {};
+}
+
+void ModelStore::step(std::string_view name, const ModelVersion& m) const {
+    if (options_.on_step) options_.on_step(name, m);
 }
 
 Result<ActivationOutcome> ModelStore::activate(std::string_view name_in, std::string_view sha256,
@@ -561,8 +566,10 @@ Result<ActivationOutcome> ModelStore::activate(std::string_view name_in, std::st
 
     r.activating = Record::Intent{next, old};
     if (auto st = save(r); !st) return fail(std::move(st.error()).wrap(what));
+    step("activating", next);
 
     auto switched = pointLink(name, next);
+    if (switched) step("switched", next);
     Status ready = switched ? readiness(next, check) : switched;
     if (ready) {
         r.active = next;
@@ -580,6 +587,7 @@ Result<ActivationOutcome> ModelStore::activate(std::string_view name_in, std::st
             (void)pointLink(name, old);
             return fail(std::move(st.error()).wrap(what));
         }
+        step("active", next);
         if (auto st = collectGarbage(); !st) log::warn("models: gc: {}", st.error().what());
         log::info("models: {} {} is active", name, next.version);
         return ActivationOutcome{false, {}, next};
@@ -594,6 +602,7 @@ Result<ActivationOutcome> ModelStore::activate(std::string_view name_in, std::st
     r.recordError(next, reason, options_.clock.unixMillis());
     if (ready.error().code() == ModelErrc::kReadiness) eraseDigest(r.staged, next.sha256);
     if (auto st = save(r); !st) return fail(std::move(st.error()).wrap(what));
+    step("rolled-back", next);
     if (auto st = collectGarbage(); !st) log::warn("models: gc: {}", st.error().what());
     if (!switched) return fail(std::move(ready.error()).wrap(what));
     log::warn("models: {} {} rolled back: {}", name, next.version, reason);

@@ -95,6 +95,12 @@ struct ModelStoreOptions {
     /// means ready; anything else, or the timeout, rolls back.
     std::vector<std::string> readiness_command;
     std::chrono::milliseconds readiness_timeout{30'000};
+    /// Called after each durable step, on the calling thread, with the step's name and the
+    /// version concerned: "staged" (blob and record in place), "activating" (intent committed),
+    /// "switched" (current/<name> points to it, fsynced; the readiness check comes next),
+    /// "active" (recorded as active), "rolled-back" (the old link and record are back).
+    /// edged runs models.state_command here (an inference runtime reloads on "active").
+    std::function<void(std::string_view step, const ModelVersion& model)> on_step;
 };
 
 struct ActivationOutcome {
@@ -171,6 +177,7 @@ private:
     [[nodiscard]] Status pointLink(const std::string& name, const std::optional<ModelVersion>& to);
     [[nodiscard]] Status readiness(const ModelVersion& m, const ReadinessCheck& check);
     [[nodiscard]] Status collectGarbage();
+    void step(std::string_view name, const ModelVersion& m) const;
     [[nodiscard]] std::filesystem::path blobPath(std::string_view sha256) const;
     [[nodiscard]] std::filesystem::path linkPath(std::string_view name) const;
     [[nodiscard]] nlohmann::json describe(const ModelVersion& m, bool with_path) const;

@@ -49,20 +49,9 @@ firmware::UpdaterHooks OtaManager::updaterHooks() {
         }
         log::info("firmware update: {} ({} -> {}){}", firmware::stateName(r.state), r.current_version,
                   r.target.version, r.reason.empty() ? "" : ": " + r.reason);
-        if (!settings_.state_command.empty()) {
-            // The transition is already persisted: whatever the command does (even stop the
-            // machine), a restart resumes from this state.
-            auto argv = settings_.state_command;
-            argv.emplace_back(firmware::stateName(r.state));
-            firmware::CommandOptions options;
-            options.timeout = settings_.state_timeout;
-            auto ran = firmware::runCommand(clock_, argv, options);
-            if (!ran) {
-                log::warn("firmware state command: {}", ran.error().what());
-            } else if (ran->exit_code != 0) {
-                log::warn("firmware state command {} exited with {}", firmware::describeCommand(argv), ran->exit_code);
-            }
-        }
+        // The transition is already persisted: whatever the command does (even stop the
+        // machine), a restart resumes from this state.
+        runStateCommand(settings_.state_command, {std::string(firmware::stateName(r.state))});
         changed();
     };
     hooks.progress = [this](std::uint64_t written, std::uint64_t total) {
@@ -70,6 +59,26 @@ firmware::UpdaterHooks OtaManager::updaterHooks() {
         status_["install"] = {{"written", written}, {"total", total}};
     };
     return hooks;
+}
+
+void OtaManager::runStateCommand(const std::vector<std::string>& command, std::vector<std::string> args) const {
+    if (command.empty()) return;
+    auto argv = command;
+    argv.insert(argv.end(), std::make_move_iterator(args.begin()), std::make_move_iterator(args.end()));
+    firmware::CommandOptions options;
+    options.timeout = settings_.state_timeout;
+    auto ran = firmware::runCommand(clock_, argv, options);
+    if (!ran) {
+        log::warn("state command: {}", ran.error().what());
+    } else if (ran->exit_code != 0) {
+        log::warn("state command {} exited with {}", firmware::describeCommand(argv), ran->exit_code);
+    }
+}
+
+std::function<void(std::string_view, const ModelVersion&)> OtaManager::modelStepHook() {
+    return [this](std::string_view step, const ModelVersion& m) {
+        runStateCommand(settings_.model_state_command, {std::string(step), m.name, m.version});
+    };
 }
 
 void OtaManager::start(std::shared_ptr<const bundle::Bundle> applied, firmware::HealthCheck health) {

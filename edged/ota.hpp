@@ -52,6 +52,10 @@ struct OtaSettings {
     /// workload before the reboot). Its exit status is logged, not acted on.
     std::vector<std::string> state_command;
     std::chrono::milliseconds state_timeout{std::chrono::seconds(30)};
+    /// models.state_command: run after each durable step of a model store change with the step
+    /// ("staged", "activating", "switched", "active", "rolled-back"), the model's name and its
+    /// version appended (an inference runtime reloads current/<name> on "active").
+    std::vector<std::string> model_state_command;
     /// firmware.download: stream (true) the image straight into the inactive slot, or cache it
     /// in downloads_dir first. zstd images are always cached.
     bool stream_firmware = true;
@@ -75,6 +79,9 @@ public:
 
     /// Hooks for firmware::Updater::open (status on each transition, install progress).
     [[nodiscard]] firmware::UpdaterHooks updaterHooks();
+    /// ModelStoreOptions::on_step: runs models.state_command with the step, the model's name
+    /// and version appended (after the step is durable, like firmware.state_command).
+    [[nodiscard]] std::function<void(std::string_view, const ModelVersion&)> modelStepHook();
     /// Set before start().
     void setParts(OtaParts parts) { parts_ = parts; }
     /// Runs on the loop thread after each notable change (publish a status report).
@@ -121,6 +128,7 @@ private:
                                                                 security::StreamWriter& out);
     [[nodiscard]] Status provenanceAllows(const bundle::Bundle& b, const bundle::Artifact& a) const;
 
+    void runStateCommand(const std::vector<std::string>& command, std::vector<std::string> args) const;
     void setDomain(const std::string& domain, const std::string& state, const std::string& reason = {});
     void changed();
     void persistOutcome();

@@ -535,3 +535,79 @@ TEST_CASE("OTA: edged killed right after each persisted firmware transition ends
         CHECK(test::readFile(fleet.dir / "edge-1.states").find(s) != std::string::npos);
     }
 }
+
+TEST_CASE("OTA: edged killed right after each durable step of a model switch ends with the model whole and active",
+          "[integration][ota][crash]") {
+    test::FleetHarness fleet;
+    test::TestPki pki;
+    const int artifacts_port = fleet.enableArtifactStore(pki);
+    const auto old_model = pattern(1u << 20, 12);
+    const auto model = pattern(2u << 20, 13);
+    const auto old_sha = addArtifact(fleet, "detector-1.onnx", old_model);
+    const auto model_sha = addArtifact(fleet, "detector-2.onnx", model);
+    const auto fleet_yaml = fleet.dir / "fleet/fleet.yaml";
+    const auto original = test::readFile(fleet_yaml);
+    const auto with_model = [&](const std::string& version, const std::string& sha) {
+        auto text = original;
+        text.insert(text.find("  npu-lab:\n"),
+                    fmt::format("    artifacts:\n      - {{kind: model, name: detector, version: \"{}\", sha256: {}, "
+                                "provenance: {{source: registry.example.com/vision, datasets: [coco-2017], "
+                                "metrics: {{fairness: 0.9}}}}}}\n",
+                                version, sha));
+        test::writeFile(fleet_yaml, text);
+    };
+    with_model("1", old_sha);
+    fleet.startControlPlane();
+
+    // models.state_command runs after each durable step; it kills edged at the step named in
+    // edge-1.crash-at, as a crash would.
+    const std::string id = "edge-1";
+    const auto script = fleet.dir / "model-state.sh";
+    test::writeFile(script, fmt::format("echo \"$1 $2 $3\" >> {0}/{1}.steps\n"
+                                        "if [ \"$(cat {0}/{1}.crash-at 2>/dev/null)\" = \"$1 $3\" ]; then\n"
+                                        "  rm -f {0}/{1}.crash-at; kill -9 $PPID\n"
+                                        "fi\n",
+                                        fleet.dir.path().string(), id));
+    configureOta(fleet, id, artifacts_port, pki, "");
+    fleet.appendDeviceConfig(id, fmt::format("models:\n  state_command: [/bin/sh, {}]\n", script.string()));
+    const auto link = fleet.dir / "state" / id / "models/current/detector";
+    const auto active_sha = [&] {
+        const auto models = getJson(fleet, id, "/v1/models");
+        if (models.is_null() || models["models"].empty() || !models["models"][0]["active"].is_object()) return std::string();
+        return models["models"][0]["active"].value("sha256", "");
+    };
+    fleet.startDevice(id);
+    REQUIRE(test::waitUntil([&] { return active_sha() == old_sha; }, 30s));
+
+    // Version 2 replaces version 1; edged dies right after each step in turn.
+    with_model("2", model_sha);
+    const auto reload = test::runCommand({test::binary("edgectl").string(), "--server", fleet.server(), "reload"});
+    REQUIRE(reload.exit_code == 0);
+    for (const std::string step : {"staged", "activating", "switched", "active"}) {
+        INFO("killed after " << step);
+        const auto crash_at = fleet.dir / (id + ".crash-at");
+        test::writeFile(crash_at, step + " 2");
+        if (!fleet.devices_.at(id).running()) fleet.startDevice(id);
+        REQUIRE(test::waitUntil([&] { return !std::filesystem::exists(crash_at); }, 30s));
+        REQUIRE(test::waitUntil([&] { return !fleet.devices_.at(id).running(); }, 10s));
+        fleet.killDevice(id);  // reaps it
+        // Whatever the step, the link is one whole version, never a mix or a partial file.
+        const auto content = test::readFile(link);
+        CHECK((content == old_model || content == model));
+        fleet.startDevice(id);
+    }
+    // Undisturbed now: version 2 ends active, whole, and the steps were all seen.
+    REQUIRE(test::waitUntil([&] { return active_sha() == model_sha; }, 30s));
+    CHECK(test::readFile(link) == model);
+    const auto steps = test::readFile(fleet.dir / (id + ".steps"));
+    INFO(steps);
+    for (const auto* step : {"staged detector 2", "activating detector 2", "switched detector 2", "active detector 2"}) {
+        CHECK(steps.find(step) != std::string::npos);
+    }
+    const auto models = getJson(fleet, id, "/v1/models");
+    INFO(models.dump());
+    CHECK(models["models"][0]["activating"].is_null());
+    // Version 1 is kept as the previous version for a rollback.
+    REQUIRE(models["models"][0]["previous"].size() == 1);
+    CHECK(models["models"][0]["previous"][0]["sha256"] == old_sha);
+}
