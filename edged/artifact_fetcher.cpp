@@ -40,6 +40,8 @@ public:
                 return "i/o error";
             case FetchErrc::kBusy:
                 return "download already running";
+            case FetchErrc::kStopped:
+                return "download stopped";
         }
         return "unknown fetch error";
     }
@@ -92,6 +94,12 @@ std::optional<ContentRange> parseContentRange(std::string_view text) {
 }
 
 bool isDigest(std::string_view text) { return security::isSha256Hex(text); }
+
+/// A StreamWriter failure (SharedErrc::kIo) as this module's kIo; other errors unchanged.
+Error asFetchError(Error err) {
+    if (err.code() == SharedErrc::kIo) return Error(FetchErrc::kIo, err.message());
+    return err;
+}
 
 /// The partial file: an open, locked descriptor and the StreamWriter that continues it.
 class PartFile {
@@ -159,7 +167,7 @@ Status acceptHead(const http::StreamResult& head, security::StreamWriter& part,
     const auto length = length_field ? parseNumber(*length_field) : std::nullopt;
     if (head.status == 200) {
         if (part.size() != 0) {
-            if (auto ok = part.restart(); !ok) return ok;
+            if (auto ok = part.restart(); !ok) return fail(asFetchError(ok.error()));
         }
     } else if (head.status == 206) {
         const auto field = http::findHeader(head.headers, "Content-Range");
@@ -229,11 +237,15 @@ Status fetchInto(const std::string& url, std::uint64_t expected_size, security::
             return {};
         };
         const auto sink = [&](std::string_view chunk) -> Status {
+            if (options.stop && options.stop()) {
+                own_error = Error(FetchErrc::kStopped, "stopped by the caller");
+                return fail(*own_error);
+            }
             const std::uint64_t room = expected_size - part.size();
             const bool over = chunk.size() > room;
             if (auto ok = part.append(over ? chunk.substr(0, static_cast<std::size_t>(room)) : chunk);
                 !ok) {
-                own_error = ok.error();
+                own_error = asFetchError(ok.error());
                 return ok;
             }
             if (over) {
@@ -254,12 +266,12 @@ Status fetchInto(const std::string& url, std::uint64_t expected_size, security::
         const std::uint64_t max_body = expected_size + (expected_size < UINT64_MAX ? 1 : 0);
         auto result = http::downloadTo(url, headers, tls, options.client, sink, max_body, on_head);
         // What arrived is a prefix of the artifact as far as anyone knows: keep it for resume.
-        if (auto ok = part.flush(); !ok && !own_error) own_error = ok.error();
+        if (auto ok = part.flush(); !ok && !own_error) own_error = asFetchError(ok.error());
         report();
         if (own_error) return fail(std::move(*own_error));
         if (result && result->status == 416 && start > 0) {
             // The server's file ends before our bytes do: not the same artifact. Start over.
-            if (auto ok = part.restart(); !ok) return ok;
+            if (auto ok = part.restart(); !ok) return fail(asFetchError(ok.error()));
         } else if (result && (result->status < 200 || result->status >= 300)) {
             return fail(FetchErrc::kServer, fmt::format("the server answered {}: {}", result->status,
                                                         result->error_body.substr(0, 512)));
@@ -297,13 +309,13 @@ Status fetchArtifact(const std::string& url, std::string_view expected_sha256,
     }
     const std::filesystem::path part_path = dest.string() + ".part";
     PartFile part(part_path);
-    if (auto ok = part.open(expected_size); !ok) return failed(std::move(ok.error()));
+    if (auto ok = part.open(expected_size); !ok) return failed(asFetchError(ok.error()));
     const std::uint64_t resumed_from = part.writer().size();
     if (auto ok = fetchInto(url, expected_size, part.writer(), tls, progress, options); !ok) {
         return failed(std::move(ok.error()));
     }
     auto digest = part.writer().finish();
-    if (!digest) return failed(std::move(digest.error()));
+    if (!digest) return failed(asFetchError(digest.error()));
     if (*digest != expected_sha256) {
         ::unlink(part_path.c_str());
         return failed(Error(FetchErrc::kDigest,

@@ -24,6 +24,7 @@ enum class FetchErrc {
     kServer,               // an error status or a response that breaks the protocol
     kIo,                   // reading or writing the partial file or the destination failed
     kBusy,                 // another download of the same destination is running
+    kStopped,              // FetchOptions::stop asked to stop (the bytes so far are kept)
 };
 const std::error_category& fetchCategory() noexcept;
 std::error_code make_error_code(FetchErrc e) noexcept;
@@ -43,6 +44,9 @@ struct FetchOptions {
     /// Connections per call. After a broken connection a new one resumes at once, but only if
     /// the previous one brought new bytes; otherwise the call fails and the caller retries later.
     int max_attempts = 5;
+    /// Asked before each chunk is taken: true stops the transfer with kStopped (a daemon that
+    /// shuts down does not wait for a whole image).
+    std::function<bool()> stop;
 };
 
 /// Downloads url into dest. Bytes go to dest + ".part" first; a .part left by an earlier call
@@ -65,7 +69,8 @@ struct FetchOptions {
 /// appends at most expected_size bytes in all, cuts off a body that goes on (kSize), resumes
 /// after a broken connection that brought new bytes (options.max_attempts), and returns once
 /// out.size() == expected_size, everything flushed to out. out is neither finished nor checked:
-/// its digest is the caller's to compare (out.finish()). Blocking.
+/// its digest is the caller's to compare (out.finish()). A failure of out itself (write, sync)
+/// is kIo. Blocking.
 [[nodiscard]] Status fetchInto(const std::string& url, std::uint64_t expected_size,
                                security::StreamWriter& out, const http::TlsClientOptions* tls,
                                const FetchProgressFn& progress = {},

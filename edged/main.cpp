@@ -309,7 +309,9 @@ int run(const EdgedConfig& cfg) {
 
     // Artifacts: models and firmware (docs/ota.md).
     edged::OtaManager ota(loop, clock, *store, cfg.ota);
-    edged::HttpArtifactFetcher fetcher(cfg.artifacts_tls);
+    edged::FetchOptions fetch_options;
+    fetch_options.stop = [&ota] { return ota.stopRequested(); };  // shutdown cuts a download
+    edged::HttpArtifactFetcher fetcher(cfg.artifacts_tls, fetch_options);
     auto models = edged::ModelStore::open(cfg.state_dir / "models", *store,
                                           {clock, cfg.models_keep, cfg.models_readiness_command,
                                            cfg.models_readiness_timeout, ota.modelStepHook()});

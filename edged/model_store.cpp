@@ -398,9 +398,11 @@ Status ModelStore::reconcile() {
     if (!records) return fail(std::move(records.error()));
     const auto now = options_.clock.unixMillis();
     std::set<std::string> linked;
+    std::vector<ModelVersion> interrupted;  // reported once the rollback is durable
     for (auto& r : *records) {
         bool changed = false;
         if (r.activating) {
+            interrupted.push_back(r.activating->next);
             // A crash between the intent and the final record: the old version stays active.
             log::warn("models: activation of {} {} was interrupted; keeping the previous version",
                       r.name, r.activating->next.version);
@@ -432,6 +434,7 @@ Status ModelStore::reconcile() {
             if (auto st = save(r); !st) return st;
         }
     }
+    for (const auto& m : interrupted) step("rolled-back", m);
 
     // Everything else under current/ is a leftover: tmp links, links of unknown models.
     const auto current = dir_ / "current";

@@ -98,7 +98,9 @@ struct ModelStoreOptions {
     /// Called after each durable step, on the calling thread, with the step's name and the
     /// version concerned: "staged" (blob and record in place), "activating" (intent committed),
     /// "switched" (current/<name> points to it, fsynced; the readiness check comes next),
-    /// "active" (recorded as active), "rolled-back" (the old link and record are back).
+    /// "active" (recorded as active), "rolled-back" (the old link and record are back, also
+    /// when open() finds an activation a crash interrupted). A crash between a step and its
+    /// call loses the call: a runtime re-reads current/ when it starts.
     /// edged runs models.state_command here (an inference runtime reloads on "active").
     std::function<void(std::string_view step, const ModelVersion& model)> on_step;
 };

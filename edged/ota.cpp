@@ -111,6 +111,8 @@ void OtaManager::stop() {
     if (worker_.joinable()) worker_.join();
 }
 
+bool OtaManager::stopRequested() { return cancelled(); }
+
 bool OtaManager::cancelled() {
     const std::lock_guard lock(mu_);
     return stopping_;
@@ -321,7 +323,10 @@ std::expected<void, firmware::StreamFailure> OtaManager::streamFirmware(const fi
     const auto code = st.error().code();
     // What the store sends is not what the bundle binds: final, like a wrong digest. Anything
     // else (the network, the store away or failing) is tried again later from the checkpoint.
-    const bool final = code == FetchErrc::kSize || code == FetchErrc::kDigest || code == FetchErrc::kInvalidArgument;
+    // The slot itself failing (kIo: a write, a sync) is final too, as installImage's I/O errors
+    // are. A stop (shutdown) is not: the next start goes on from the checkpoint.
+    const bool final = code == FetchErrc::kSize || code == FetchErrc::kDigest ||
+                       code == FetchErrc::kInvalidArgument || code == FetchErrc::kIo;
     return std::unexpected(firmware::StreamFailure{std::move(st.error()), !final});
 }
 
@@ -453,6 +458,15 @@ std::optional<std::string> OtaManager::doModels(const bundle::Bundle& b) {
 
 std::optional<std::string> OtaManager::doFirmware(const bundle::Bundle& b) {
     const auto* fw = b.firmware();
+    if (fw == nullptr && parts_.updater != nullptr) {
+        // A streamed install of an earlier bundle's image that this bundle no longer asks for.
+        if (const auto& r = parts_.updater->record();
+            r.state == firmware::UpdateState::kInstalling && !r.image_url.empty()) {
+            if (auto st = parts_.updater->abort(fmt::format("bundle v{} asks for no firmware", b.version)); !st) {
+                return st.error().what();
+            }
+        }
+    }
     if (fw == nullptr) {
         setDomain("firmware", "none");
         return std::nullopt;
@@ -502,6 +516,9 @@ std::optional<std::string> OtaManager::doFirmware(const bundle::Bundle& b) {
     setDomain("firmware", "downloading");
     const json request = {{"bundle_version", b.version}, {"version", fw->version}};
     if (settings_.stream_firmware && fw->compression.empty()) {
+        if (parts_.fetcher == nullptr || settings_.artifact_base.empty()) {
+            return std::string("no artifact store configured (artifacts.url)");  // nothing started
+        }
         if (auto st = store_.putOne(kOtaDb, kFirmwareRequestKey, request.dump()); !st) return st.error().what();
         // The image goes straight into the inactive slot; Installing is persisted before its
         // first byte, and the slot is armed only once its size and digest are right.

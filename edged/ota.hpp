@@ -100,8 +100,11 @@ public:
     void start(std::shared_ptr<const bundle::Bundle> applied, firmware::HealthCheck health);
     /// A new bundle was applied (any thread): it becomes the plan.
     void bundleApplied(std::shared_ptr<const bundle::Bundle> bundle);
-    /// Stops the worker after its current step (a download is cut at its next chunk).
+    /// Stops the worker after its current step (a download is cut at its next chunk when the
+    /// fetcher's FetchOptions::stop asks stopRequested()).
     void stop();
+    /// stop() was called (any thread).
+    [[nodiscard]] bool stopRequested();
 
     /// {"bundle_version", "domains": {"policies","models","firmware"}, "reasons": {...},
     ///  "download": {...}|null, "firmware": {...}|null, "models": [...]} (docs/ota.md).

@@ -58,6 +58,12 @@ Status Updater::continueInstall() {
     }
     auto boot = boot_->state();
     if (!boot) return fail(std::move(boot.error()).wrap("continue firmware install"));
+    if (!resumed_) {
+        // The first time in this run counts as a resume (the loop guard sees a daemon that
+        // keeps dying while it streams); retries within the run after a network failure don't.
+        resumed_ = true;
+        if (auto st = resume(); !st) return st;
+    }
     if (auto ran = run(boot->booted, {}); !ran) return ran;
     if (record().state == UpdateState::kFailed) {
         if (failure_) return fail(*failure_);
@@ -167,6 +173,10 @@ Status Updater::afterBoot(const HealthCheck& health) {
                     rec.reason = fmt::format("running from slot {} while installing into it",
                                              slotName(booted));
                 });
+            } else if (r.state == UpdateState::kInstalling && !r.image_url.empty()) {
+                // A streamed install goes on only when the plan still asks for that image
+                // (continueInstall), not before: a newer bundle may want another one, or none.
+                return {};
             } else {
                 st = resume();
             }
@@ -222,12 +232,16 @@ std::uint64_t Updater::loadCheckpoint() const {
     auto stored = store_->getOne(kFirmwareDb, kStreamCheckpointKey);
     if (!stored || !*stored) return 0;
     const auto j = nlohmann::json::parse(**stored, nullptr, false);
-    if (!j.is_object() || j.value("sha256", "") != r.target.sha256 ||
-        j.value("slot", "") != slotName(r.target_slot)) {
-        return 0;
+    try {
+        if (!j.is_object() || j.value("sha256", "") != r.target.sha256 ||
+            j.value("slot", "") != slotName(r.target_slot)) {
+            return 0;
+        }
+        const auto bytes = j.value("bytes", std::uint64_t{0});
+        return bytes <= r.target.size ? bytes : 0;
+    } catch (const nlohmann::json::exception&) {
+        return 0;  // mistyped: start from byte 0
     }
-    const auto bytes = j.value("bytes", std::uint64_t{0});
-    return bytes <= r.target.size ? bytes : 0;
 }
 
 void Updater::saveCheckpoint(std::uint64_t durable) {
@@ -253,33 +267,50 @@ Status Updater::installStreamed(Slot target) {
     InstallOptions options;
     options.chunk_size = config_.chunk_size;
     options.active_slot = config_.slots.of(r.old_slot);
-    security::StreamWriterOptions writer;
-    writer.checkpoint_bytes = config_.checkpoint_bytes;
-    writer.on_checkpoint = [this](std::uint64_t durable) { saveCheckpoint(durable); };
-    auto slot = SlotStream::open(config_.slots.of(target), options, std::move(writer));
+    const auto open = [&] {
+        security::StreamWriterOptions writer;
+        writer.checkpoint_bytes = config_.checkpoint_bytes;
+        writer.on_checkpoint = [this](std::uint64_t durable) { saveCheckpoint(durable); };
+        return SlotStream::open(config_.slots.of(target), options, std::move(writer));
+    };
+    auto slot = open();
     if (!slot) return failWith(UpdateEvent::kInstallFailed, std::move(slot.error()).wrap(what));
-    auto& out = (*slot)->writer();
-    if (const auto resume = loadCheckpoint(); resume > 0) {
-        if (auto adopted = out.adopt(resume); !adopted) {
+    std::uint64_t resumed = loadCheckpoint();
+    if (resumed > 0) {
+        if (auto adopted = (*slot)->writer().adopt(resumed); !adopted) {
             clearCheckpoint();
             return failWith(UpdateEvent::kInstallFailed, std::move(adopted.error()).wrap(what));
         }
     }
-    auto streamed = streamer_(r, out);
-    if (!streamed && streamed.error().retry_later) {
-        // Keep what arrived: the next attempt continues after it.
-        [[maybe_unused]] auto kept = out.checkpoint();
-        return fail(std::move(streamed.error().error).wrap(what));
+    while (true) {
+        auto& out = (*slot)->writer();
+        auto streamed = streamer_(r, out);
+        if (!streamed && streamed.error().retry_later) {
+            // Keep what arrived: the next attempt continues after it.
+            [[maybe_unused]] auto kept = out.checkpoint();
+            return fail(std::move(streamed.error().error).wrap(what));
+        }
+        clearCheckpoint();
+        if (!streamed) {
+            return failWith(UpdateEvent::kInstallFailed,
+                            std::move(streamed.error().error).wrap(what));
+        }
+        auto done = (*slot)->finish(r.target.size, r.target.sha256, config_.verify_readback);
+        if (done) return machine_.fire(UpdateEvent::kInstallOk);
+        const bool bad_bytes = done.error().code() == FirmwareErrc::kDigest ||
+                               done.error().code() == FirmwareErrc::kSize;
+        if (resumed == 0 || !bad_bytes) {
+            return failWith(UpdateEvent::kInstallFailed, std::move(done.error()).wrap(what));
+        }
+        // The resumed prefix was not what it should be (a slot changed behind the checkpoint):
+        // once more from byte 0 before giving up on the image.
+        resumed = 0;
+        slot = open();
+        if (!slot) return failWith(UpdateEvent::kInstallFailed, std::move(slot.error()).wrap(what));
+        if (auto again = (*slot)->writer().restart(); !again) {
+            return failWith(UpdateEvent::kInstallFailed, std::move(again.error()).wrap(what));
+        }
     }
-    clearCheckpoint();
-    if (!streamed) {
-        return failWith(UpdateEvent::kInstallFailed, std::move(streamed.error().error).wrap(what));
-    }
-    if (auto done = (*slot)->finish(r.target.size, r.target.sha256, config_.verify_readback);
-        !done) {
-        return failWith(UpdateEvent::kInstallFailed, std::move(done.error()).wrap(what));
-    }
-    return machine_.fire(UpdateEvent::kInstallOk);
 }
 
 Status Updater::run(Slot booted, const HealthCheck& health) {

@@ -4,7 +4,8 @@
 //
 //   Installing   make the target slot unbootable (fallBack), then installImage() into it, or
 //                for a streamed update let the ImageStreamer write it into the slot from the
-//                last checkpoint on, and check size and digest there
+//                last checkpoint on, and check size and digest there (a resumed stream whose
+//                digest is wrong is streamed once more from byte 0 before it fails)
 //                -> InstallOk, or InstallFailed with the reason (a transient streaming failure
 //                fires nothing: the update stays Installing, continueInstall() goes on later)
 //   Installed    -> RebootRequested
@@ -21,6 +22,7 @@
 //   Rebooting  + booted old, target armed, unused  -> Resume (the reboot never happened)
 //   Rebooting  + booted old, target armed, used up -> BootedOld: "slot B did not boot"
 //   Rebooting  + booted old, target not armed      -> Resume (crashed before tryOnce)
+//   Installing, streamed, booted old               -> nothing: continueInstall() goes on
 //   Verifying / Committing + booted old            -> BootedOld (RollingBack)
 //   any other non-final state                      -> Resume (re-run the entry action)
 //   final states                                   -> markGood(booted slot), as RAUC's
@@ -117,8 +119,10 @@ public:
     /// streaming failure returns its error with the update still Installing (continueInstall).
     [[nodiscard]] Status startStreamed(const FirmwareImage& image, const std::string& url,
                                        bool retry_failed = false);
-    /// Goes on with a streamed install that a transient failure stopped (state Installing):
-    /// same results as startStreamed(). kBadTransition in any other state.
+    /// Goes on with a streamed install that a transient failure or a restart stopped (state
+    /// Installing; afterBoot leaves a streamed install for this call, so that the plan decides
+    /// whether the image is still wanted): same results as startStreamed(). The first call in a
+    /// run counts as a Resume for the loop guard. kBadTransition in any other state.
     [[nodiscard]] Status continueInstall();
     /// Set before start/afterBoot; afterBoot resumes a streamed install with it.
     void setImageStreamer(ImageStreamer streamer) { streamer_ = std::move(streamer); }
@@ -163,6 +167,7 @@ private:
     std::optional<Error> failure_;  // what ended the update during the current call
     ImageStreamer streamer_;
     store::Store* store_;
+    bool resumed_ = false;  // continueInstall() fired its Resume in this run
 };
 
 }  // namespace edge::firmware

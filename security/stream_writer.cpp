@@ -66,6 +66,8 @@ Status StreamWriter::restart() {
     struct stat st {};
     if (::fstat(fd_, &st) != 0) return ioError("stat", what_);
     if (S_ISREG(st.st_mode) && ::ftruncate(fd_, 0) != 0) return ioError("truncate", what_);
+    // Nothing before is valid any more: a checkpoint taken earlier must not be resumed from.
+    if (options_.on_checkpoint) options_.on_checkpoint(0);
     return {};
 }
 

@@ -47,7 +47,8 @@ public:
     /// Bytes taken: written plus staged.
     [[nodiscard]] std::uint64_t size() const { return written_ + staged_; }
 
-    /// Forgets everything: the next byte is byte 0 again. A regular file is truncated to 0.
+    /// Forgets everything: the next byte is byte 0 again. A regular file is truncated to 0, and
+    /// on_checkpoint(0) says that no earlier checkpoint holds.
     [[nodiscard]] Status restart();
 
     /// Stages bytes, writing each buffer that fills up.

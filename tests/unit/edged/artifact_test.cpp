@@ -633,3 +633,44 @@ TEST_CASE("fetchArtifact: connections broken after a few MiB are resumed within 
     CHECK_THAT(heads[1], Catch::Contains("Range: bytes=" + std::to_string((1u << 20) + 4097) + "-"));
     CHECK_THAT(heads[2], Catch::Contains("Range: bytes=" + std::to_string(2 * ((1u << 20) + 4097)) + "-"));
 }
+
+TEST_CASE("fetchInto: a stop request ends the transfer at once and keeps what arrived; a failing target is kIo",
+          "[artifacts]") {
+    test::TempDir dir;
+    const std::string content = pattern((3u << 20) + 999, 21);
+    test::writeFile(dir / "a.bin", content);
+    ArtifactStore store(dir / "store");
+    const auto digest = *store.add(dir / "a.bin");
+    StoreRig rig(store);
+
+    SECTION("stop") {
+        const auto dest = dir / "out.bin";
+        edged::FetchOptions options;
+        int asked = 0;
+        options.stop = [&asked] { return ++asked > 3; };  // a shutdown after a few chunks
+        auto stopped = edged::fetchArtifact(rig.url(digest), digest, content.size(), dest, nullptr, {}, options);
+        REQUIRE_FALSE(stopped);
+        CHECK(stopped.error().code() == edged::FetchErrc::kStopped);
+        CHECK_FALSE(fs::exists(dest));
+        const auto kept = test::readFile(dir / "out.bin.part");
+        CHECK(kept.size() < content.size());
+        CHECK(kept == content.substr(0, kept.size()));
+        // The next start continues from there.
+        REQUIRE(edged::fetchArtifact(rig.url(digest), digest, content.size(), dest, nullptr));
+        CHECK(test::readFile(dest) == content);
+    }
+    SECTION("a target that cannot be written") {
+        const auto path = dir / "read-only";
+        test::writeFile(path, "");
+        const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        REQUIRE(fd >= 0);
+        {
+            security::StreamWriter out(fd, path.string());
+            auto st = edged::fetchInto(rig.url(digest), content.size(), out, nullptr);
+            REQUIRE_FALSE(st);
+            CHECK(st.error().code() == edged::FetchErrc::kIo);
+            CHECK_THAT(st.error().what(), Catch::Contains(path.string()));
+        }
+        ::close(fd);
+    }
+}

@@ -242,7 +242,15 @@ inline Result<DeviceRun> runDevice(Device& dev, bool power_on, CrashPlan* plan =
             if (!slot) return fail(std::move(slot.error()));
             if (!dev.boots(*slot)) continue;  // kernel panic: the board resets
         }
-        auto reboots = withDaemon(dev, plan, [&](Updater& u) { return u.afterBoot(dev.health()); });
+        auto reboots = withDaemon(dev, plan, [&](Updater& u) {
+            if (auto st = u.afterBoot(dev.health()); !st) return st;
+            // As edged's plan does when the bundle still asks for the image being streamed.
+            if (u.record().state == UpdateState::kInstalling && !u.record().image_url.empty()) {
+                auto st = u.continueInstall();
+                if (!st && u.record().state == UpdateState::kInstalling) return st;
+            }
+            return Status{};
+        });
         if (!reboots) return fail(std::move(reboots.error()));
         if (*reboots == 0) break;
         boot_next = true;
