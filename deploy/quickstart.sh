@@ -97,6 +97,11 @@ CONF
       --flags not-need-init,startup-clear >>"$RUN/logs/swtpm-$dev.log" 2>&1 &
     echo $! >> "$RUN/pids"
     for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$TPM_PORT") 2>/dev/null && break; sleep 0.1; done
+    # Each run ends by killing swtpm without a TPM2_Shutdown, as a power cut would; the TPM counts
+    # such restarts towards its dictionary-attack lockout. This is a development TPM whose
+    # lockout authorization is empty: clear it, so that repeated runs keep working.
+    tpm2_dictionarylockout --clear-lockout -T "swtpm:host=127.0.0.1,port=$TPM_PORT" \
+      >>"$RUN/logs/swtpm-$dev.log" 2>&1 || echo "quickstart: could not clear $dev's TPM lockout" >&2
     printf 'tpm:\n  tcti: swtpm:host=127.0.0.1,port=%s\n' "$TPM_PORT" >> "$RUN/$dev.yaml"
   fi
   "$BIN/edged" run --config "$RUN/$dev.yaml" >>"$RUN/logs/$dev.log" 2>&1 &

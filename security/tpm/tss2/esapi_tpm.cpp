@@ -156,7 +156,11 @@ TPM2B_PUBLIC akTemplate() {
     p.nameAlg = TPM2_ALG_SHA256;
     p.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
                          TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
-                         TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_SIGN_ENCRYPT;
+                         TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_SIGN_ENCRYPT |
+                         // Its authorization is empty, so dictionary-attack protection guards
+                         // nothing; without noDA, a TPM in lockout (power cuts count towards it)
+                         // could not quote, and a healthy device would be quarantined.
+                         TPMA_OBJECT_NODA;
     auto& ecc = p.parameters.eccDetail;
     ecc.symmetric.algorithm = TPM2_ALG_NULL;
     ecc.scheme.scheme = TPM2_ALG_ECDSA;

@@ -217,6 +217,30 @@ TEST_CASE(
     CHECK(info.pcrs.at(23) == tpm::replayPcr({d1, d2, digestOf(0x33)}));
 }
 
+TEST_CASE("TPM attestation: the AK still quotes while the TPM is in dictionary-attack lockout",
+          "[integration]") {
+    // Power cuts count towards the lockout; a device must not lose attestation to them. The AK
+    // has an empty authorization and noDA, so the lockout does not apply to it.
+    Device d;
+    const auto tool = [&](std::vector<std::string> argv) {
+        auto ran = edge::test::runTpm2Tool(d.swtpm.tcti(), std::move(argv));
+        INFO(ran.out << ran.err);
+        return ran.exit_code;
+    };
+    const auto ctx = (d.dir / "primary.ctx").string();
+    // One failed authorization is enough for the lockout, and it lasts.
+    REQUIRE(tool({"tpm2_dictionarylockout", "-s", "-n", "1", "-t", "10000", "-l", "10000"}) == 0);
+    REQUIRE(tool({"tpm2_createprimary", "-C", "o", "-G", "ecc", "-p", "right", "-c", ctx}) == 0);
+    CHECK(tool({"tpm2_create", "-C", ctx, "-P", "wrong", "-G", "ecc", "-u", (d.dir / "k.pub").string(), "-r",
+                (d.dir / "k.priv").string()}) != 0);
+    REQUIRE(tool({"tpm2_flushcontext", "-t"}) == 0);
+    const auto cap = edge::test::runTpm2Tool(d.swtpm.tcti(), {"tpm2_getcap", "properties-variable"});
+    REQUIRE_THAT(cap.out, Catch::Contains("inLockout:                 1"));
+    const Bytes nonce = randomBytes(32);
+    auto quote = must(d.tpm->quote(nonce, {23}));
+    CHECK(must(tpm::verifyQuote(d.ak, quote.attest, quote.signature, nonce, quote.pcrs)).pcrs.contains(23));
+}
+
 TEST_CASE("TPM attestation: tpm2_checkquote accepts the exported files and refuses a wrong nonce",
           "[integration]") {
     Device d;
