@@ -89,9 +89,23 @@ void Attestor::run() {
 
 void Attestor::setError(std::string error) {
     log::warn("attestation: {}", error);
-    const std::lock_guard lock(mu_);
-    status_["state"] = settings_.tcti.empty() ? "unavailable" : "error";
-    status_["error"] = std::move(error);
+    {
+        const std::lock_guard lock(mu_);
+        status_["state"] = settings_.tcti.empty() ? "unavailable" : "error";
+        status_["error"] = std::move(error);
+    }
+    notifyState();
+}
+
+void Attestor::notifyState() {
+    std::string state;
+    {
+        const std::lock_guard lock(mu_);
+        state = status_.value("state", "");
+        if (state == notified_state_) return;
+        notified_state_ = state;
+    }
+    if (on_state_) on_state_(state);
 }
 
 bool Attestor::ensureTpm() {
@@ -139,6 +153,7 @@ bool Attestor::ensureTpm() {
         status_["error"] = nullptr;
         status_["ak_name"] = tpm::bytesHex(keys->ak_name);
     }
+    notifyState();
     loop_.post([this] { connected(); });
     return true;
 }
@@ -306,10 +321,13 @@ void Attestor::answerChallenge(const std::string& payload) {
     } else {
         answer.quote = std::move(*quote);
         answer.log = log_;
-        const std::lock_guard lock(mu_);
-        status_["state"] = "enrolled";
-        status_["error"] = nullptr;
-        status_["last_quote_at"] = clock_.unixSeconds();
+        {
+            const std::lock_guard lock(mu_);
+            status_["state"] = "enrolled";
+            status_["error"] = nullptr;
+            status_["last_quote_at"] = clock_.unixSeconds();
+        }
+        notifyState();
     }
     publish("attest/quote", tpm::toJson(answer));
 }

@@ -78,6 +78,9 @@ public:
     /// {"state": "unavailable"|"error"|"enrolling"|"enrolled", "error", "pcr", "ak_name",
     ///  "log_entries", "last_quote_at"}; any thread.
     [[nodiscard]] nlohmann::json statusJson() const;
+    /// Called with the new state each time statusJson()'s "state" changes (on the worker
+    /// thread). Set before start().
+    void onStateChange(std::function<void(const std::string&)> fn) { on_state_ = std::move(fn); }
 
 private:
     void post(std::function<void()> job);
@@ -92,6 +95,8 @@ private:
     void activate(const std::string& payload);
     void publish(const std::string& leaf, std::string payload);
     void setError(std::string error);
+    /// Calls on_state_ when the state differs from the one last reported.
+    void notifyState();
     [[nodiscard]] Status saveLog();
 
     EventLoop& loop_;
@@ -113,6 +118,8 @@ private:
     std::deque<std::function<void()>> jobs_;
     bool stopping_ = false;
     nlohmann::json status_;
+    std::string notified_state_;
+    std::function<void(const std::string&)> on_state_;
     std::string enroll_message_;  // what attest/enroll carries ("" until enrolled with the TPM)
     bool challenged_ = false;     // the control plane has challenged us since we started
     // Loop thread: attest/enroll is sent again until a challenge comes.

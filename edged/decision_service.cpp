@@ -92,10 +92,15 @@ DecisionService::DecisionService(const Clock& clock, Meter& meter, DurableQueue&
       device_(std::move(device)),
       settings_(settings),
       boot_id_(randomBootId()) {
+    setAttestation("unavailable");
+}
+
+void DecisionService::setAttestation(const std::string& state) {
     device_value_ = toValue({{"id", device_.id},
                              {"labels", device_.labels},
                              {"hardware", device_.hardware},
-                             {"attestation", {{"state", "unavailable"}}}});
+                             {"attestation", {{"state", state}}}});
+    eval_data_policies_ = nullptr;  // data.edge is rebuilt with it at the next evaluation
 }
 
 void DecisionService::setPolicies(std::shared_ptr<const PolicySets> policies) {

@@ -59,6 +59,9 @@ public:
     /// Swaps the policies all later requests use (a new bundle, or none).
     void setPolicies(std::shared_ptr<const PolicySets> policies);
     void setConnectivity(Connectivity connectivity);
+    /// data.edge.device.attestation.state: the device's own attestation state ("unavailable"
+    /// without a TPM, "starting", "enrolling", "enrolled", "error"), as the Attestor reports it.
+    void setAttestation(const std::string& state);
     [[nodiscard]] const Connectivity& connectivity() const { return connectivity_; }
     /// Seconds since the last contact while offline; 0 while online.
     [[nodiscard]] std::int64_t offlineSeconds() const;

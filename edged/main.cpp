@@ -349,6 +349,11 @@ int run(const EdgedConfig& cfg) {
 
     // Attestation: every applied bundle, installed image and active model is measured.
     edged::Attestor attestor(loop, clock, *store, mqtt.get(), cfg.attest, security::tpm::EsapiTpm::open);
+    // Local policies see the device's own attestation state (data.edge.device.attestation).
+    enforcement.service().setAttestation(attestor.statusJson().value("state", "unavailable"));
+    attestor.onStateChange([&loop, &enforcement](const std::string& state) {
+        loop.post([&enforcement, state] { enforcement.service().setAttestation(state); });
+    });
     auto measure = [&attestor](std::string kind, std::string name, std::string version, std::string_view sha256) {
         auto digest = security::tpm::digestFromHex(sha256);
         if (!digest) return;

@@ -314,7 +314,7 @@ std::expected<void, firmware::StreamFailure> OtaManager::streamFirmware(const fi
     const ArtifactRef ref{settings_.artifact_base + r.image_url, r.target.sha256, r.target.size};
     log::info("streaming firmware {} ({} bytes) into the inactive slot{}", r.target.version, ref.size,
               out.size() > 0 ? fmt::format(", from byte {}", out.size()) : "");
-    auto st = parts_.fetcher->stream(ref, out, progressReporter("firmware", "firmware", r.target.version));
+    auto st = parts_.fetcher->stream(ref, out, progressReporter("firmware", firmware_name_, r.target.version));
     {
         const std::lock_guard lock(mu_);
         status_["download"] = nullptr;
@@ -458,6 +458,7 @@ std::optional<std::string> OtaManager::doModels(const bundle::Bundle& b) {
 
 std::optional<std::string> OtaManager::doFirmware(const bundle::Bundle& b) {
     const auto* fw = b.firmware();
+    if (fw != nullptr) firmware_name_ = fw->name;
     if (fw == nullptr && parts_.updater != nullptr) {
         // A streamed install of an earlier bundle's image that this bundle no longer asks for.
         if (const auto& r = parts_.updater->record();

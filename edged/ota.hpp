@@ -156,6 +156,7 @@ private:
     std::condition_variable cv_;
     std::optional<Plan> pending_;  // newest plan not yet taken by the worker
     bool stopping_ = false;
+    std::string firmware_name_ = "firmware";  // the bundle's name of the image (worker thread)
     nlohmann::json status_;        // guarded by mu_
     std::thread worker_;
 };

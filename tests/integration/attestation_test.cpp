@@ -113,6 +113,14 @@ TEST_CASE("Attestation: enrollment, fresh quotes, replays, forged quotes, tamper
         CHECK(log->entries.front().kind == "bundle");
         CHECK(a["ak_name"].get<std::string>().size() == 68);  // 2-byte alg id + SHA-256, in hex
     }
+    // Local policies see the device's own state: enrolled with a TPM, unavailable without one.
+    const auto local_state = [&](const std::string& id) {
+        auto res = http::requestUnix(fleet.socket(id), "POST", "/v1/data/edge/device/attestation/state", "{}");
+        if (!res || res->status != 200) return std::string();
+        return nlohmann::json::parse(res->body).value("result", "");
+    };
+    CHECK(test::waitUntil([&] { return local_state("edge-1") == "enrolled"; }, 10s));
+    CHECK(local_state("edge-3") == "unavailable");
     CHECK(stateOf(fleet, "edge-3") == "unenrolled");  // no TPM: never challenged, never quarantined
     const auto devices = edgectl(fleet, {"devices"});
     CHECK_THAT(devices.out, Catch::Contains("ATTESTATION") && Catch::Contains("trusted") && Catch::Contains("unenrolled"));

@@ -181,6 +181,27 @@ TEST_CASE("Admission: allow, deny with reasons, budgets from metered usage, ever
     CHECK(f.telemetry.committedSeq() == 1);  // the usage report
 }
 
+TEST_CASE("Policies see the device's attestation state, and a change takes effect at once", "[decision]") {
+    test::TempDir dir;
+    Fixture f(dir.path());
+    auto b = finopsBundle();
+    b.policies["trust.rego"] = R"(package trust
+import rego.v1
+deny contains "the device is not attested" if {
+  data.edge.device.attestation.state != "enrolled"
+}
+)";
+    f.service.setPolicies(*PolicySets::build(b));
+    f.service.setConnectivity({true, kNov29});
+    CHECK(body(f.service.data("edge/device/attestation/state", ""))["result"] == "unavailable");
+    CHECK(body(f.service.admit(pod(1)))["reasons"] == nlohmann::json::array({"the device is not attested"}));
+    f.service.setAttestation("enrolled");
+    CHECK(body(f.service.data("edge/device/attestation/state", ""))["result"] == "enrolled");
+    CHECK(body(f.service.admit(pod(1)))["allowed"] == true);
+    f.service.setAttestation("error");
+    CHECK(body(f.service.admit(pod(1)))["allowed"] == false);
+}
+
 TEST_CASE("Admission: offline past max_age switches to the fail-safe set", "[decision]") {
     test::TempDir dir;
     Fixture f(dir.path());
