@@ -412,6 +412,27 @@ firmware:
     CHECK(fw->health_timeout == std::chrono::seconds(90));
     SystemClock clock;
     CHECK(makeBootControl(fw->boot, clock));
+    CHECK(fw->stream);  // the default: straight into the slot
+    CHECK(fw->checkpoint_bytes == 64u << 20);
+}
+
+TEST_CASE("loadFirmwareConfig: the download mode and checkpoint interval, and clear errors", "[firmware]") {
+    TempDir tmp;
+    const auto load = [&](const std::string& extra) {
+        auto cfg = config::ConfigFile::parse("firmware:\n  slot_a: /a\n  slot_b: /b\n" + extra, "test.yaml", tmp.path());
+        REQUIRE(cfg);
+        return loadFirmwareConfig(*cfg);
+    };
+    auto cached = load("  download: cache\n  checkpoint_bytes: 8388608\n");
+    REQUIRE(cached);
+    CHECK_FALSE(cached->stream);
+    CHECK(cached->checkpoint_bytes == 8u << 20);
+    auto bad_mode = load("  download: torrent\n");
+    REQUIRE_FALSE(bad_mode);
+    CHECK_THAT(bad_mode.error().what(), Catch::Contains("firmware.download") && Catch::Contains("torrent"));
+    auto tiny = load("  checkpoint_bytes: 1000\n");
+    REQUIRE_FALSE(tiny);
+    CHECK_THAT(tiny.error().what(), Catch::Contains("firmware.checkpoint_bytes"));
 }
 
 }  // namespace edge::firmware
