@@ -9,12 +9,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
-#include <condition_variable>
 #include <cstring>
 #include <memory>
-#include <mutex>
 #include <optional>
-#include <thread>
 
 #include "security/crypto.hpp"
 #include "security/stream_writer.hpp"
@@ -47,8 +44,8 @@ public:
     }
 };
 
-/// Flushes to disk about this often, and reports progress as often.
-constexpr std::size_t kFlushBytes = 1u << 20;
+/// Progress is reported about this often.
+constexpr std::size_t kProgressBytes = 1u << 20;
 
 std::unexpected<Error> ioError(std::string_view what, const std::filesystem::path& path,
                                int err = errno) {
@@ -213,7 +210,7 @@ Status fetchInto(const std::string& url, std::uint64_t expected_size, security::
                  const http::TlsClientOptions* tls, const FetchProgressFn& progress,
                  const FetchOptions& options) {
     const std::uint64_t resumed_from = part.size();
-    std::uint64_t reported = resumed_from;  // progress is reported about every kFlushBytes
+    std::uint64_t reported = resumed_from;  // progress is reported about every kProgressBytes
     const auto report = [&] {
         if (progress) progress(FetchProgress{part.size(), expected_size, resumed_from});
     };
@@ -255,7 +252,7 @@ Status fetchInto(const std::string& url, std::uint64_t expected_size, security::
                                               expected_size));
                 return fail(*own_error);
             }
-            if (part.size() - reported >= kFlushBytes) {
+            if (part.size() - reported >= kProgressBytes) {
                 reported = part.size();
                 report();
             }

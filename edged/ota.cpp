@@ -290,6 +290,10 @@ bool OtaManager::execute(const bundle::Bundle& b) {
     return !transient;
 }
 
+bool OtaManager::artifactStoreConfigured() const {
+    return parts_.fetcher != nullptr && !settings_.artifact_base.empty();
+}
+
 FetchProgressFn OtaManager::progressReporter(const std::string& kind, const std::string& name,
                                              const std::string& version) {
     return [this, kind, name, version, started = clock_.now()](const FetchProgress& p) {
@@ -307,9 +311,8 @@ FetchProgressFn OtaManager::progressReporter(const std::string& kind, const std:
 
 std::expected<void, firmware::StreamFailure> OtaManager::streamFirmware(const firmware::UpdateRecord& r,
                                                                         security::StreamWriter& out) {
-    if (parts_.fetcher == nullptr || settings_.artifact_base.empty()) {
-        return std::unexpected(firmware::StreamFailure{
-            Error(SharedErrc::kConfig, "no artifact store configured (artifacts.url)"), true});
+    if (!artifactStoreConfigured()) {
+        return std::unexpected(firmware::StreamFailure{Error(SharedErrc::kConfig, kNoArtifactStore), true});
     }
     const ArtifactRef ref{settings_.artifact_base + r.image_url, r.target.sha256, r.target.size};
     log::info("streaming firmware {} ({} bytes) into the inactive slot{}", r.target.version, ref.size,
@@ -331,9 +334,7 @@ std::expected<void, firmware::StreamFailure> OtaManager::streamFirmware(const fi
 }
 
 Status OtaManager::download(const bundle::Artifact& a, const std::filesystem::path& dest) {
-    if (parts_.fetcher == nullptr || settings_.artifact_base.empty()) {
-        return fail(SharedErrc::kConfig, "no artifact store configured (artifacts.url)");
-    }
+    if (!artifactStoreConfigured()) return fail(SharedErrc::kConfig, kNoArtifactStore);
     std::error_code ec;
     std::filesystem::create_directories(settings_.downloads_dir, ec);
     const std::string kind(bundle::kindName(a.kind));
@@ -459,14 +460,18 @@ std::optional<std::string> OtaManager::doModels(const bundle::Bundle& b) {
 std::optional<std::string> OtaManager::doFirmware(const bundle::Bundle& b) {
     const auto* fw = b.firmware();
     if (fw != nullptr) firmware_name_ = fw->name;
-    if (fw == nullptr && parts_.updater != nullptr) {
-        // A streamed install of an earlier bundle's image that this bundle no longer asks for.
-        if (const auto& r = parts_.updater->record();
-            r.state == firmware::UpdateState::kInstalling && !r.image_url.empty()) {
-            if (auto st = parts_.updater->abort(fmt::format("bundle v{} asks for no firmware", b.version)); !st) {
-                return st.error().what();
-            }
+    // A streamed install that a transient failure or a restart stopped: go on with it when this
+    // bundle asks for the same image, else stop it (another image, or none, is wanted now).
+    if (auto* u = parts_.updater;
+        u != nullptr && u->record().state == firmware::UpdateState::kInstalling && !u->record().image_url.empty()) {
+        const auto& r = u->record();
+        if (fw != nullptr && r.target.sha256 == fw->sha256 && r.target.version == fw->version) {
+            setDomain("firmware", "downloading");
+            return firmwareStarted(u->continueInstall(), {});
         }
+        const auto why = fw != nullptr ? fmt::format("superseded by firmware {}", fw->version)
+                                       : fmt::format("bundle v{} asks for no firmware", b.version);
+        if (auto st = u->abort(why); !st) return st.error().what();
     }
     if (fw == nullptr) {
         setDomain("firmware", "none");
@@ -476,17 +481,6 @@ std::optional<std::string> OtaManager::doFirmware(const bundle::Bundle& b) {
     if (updater == nullptr) {
         setDomain("firmware", "failed", "firmware updates are not configured on this device (firmware.*)");
         return std::nullopt;
-    }
-    // A streamed install that a transient failure (network, store) stopped: go on with it, or
-    // stop it when this bundle wants another image.
-    if (const auto& r = updater->record(); r.state == firmware::UpdateState::kInstalling && !r.image_url.empty()) {
-        if (r.target.sha256 == fw->sha256 && r.target.version == fw->version) {
-            setDomain("firmware", "downloading");
-            return firmwareStarted(updater->continueInstall(), {});
-        }
-        if (auto st = updater->abort(fmt::format("superseded by firmware {}", fw->version)); !st) {
-            return st.error().what();
-        }
     }
     const auto& r = updater->record();
     if (!firmware::isFinal(r.state)) {
@@ -517,9 +511,7 @@ std::optional<std::string> OtaManager::doFirmware(const bundle::Bundle& b) {
     setDomain("firmware", "downloading");
     const json request = {{"bundle_version", b.version}, {"version", fw->version}};
     if (settings_.stream_firmware && fw->compression.empty()) {
-        if (parts_.fetcher == nullptr || settings_.artifact_base.empty()) {
-            return std::string("no artifact store configured (artifacts.url)");  // nothing started
-        }
+        if (!artifactStoreConfigured()) return std::string(kNoArtifactStore);  // nothing started
         if (auto st = store_.putOne(kOtaDb, kFirmwareRequestKey, request.dump()); !st) return st.error().what();
         // The image goes straight into the inactive slot; Installing is persisted before its
         // first byte, and the slot is armed only once its size and digest are right.

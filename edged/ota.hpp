@@ -124,6 +124,8 @@ private:
     /// What Updater::start/startStreamed/continueInstall returned, as doFirmware's result.
     std::optional<std::string> firmwareStarted(const Status& started, const std::filesystem::path& file);
     Status download(const bundle::Artifact& a, const std::filesystem::path& dest);
+    static constexpr const char* kNoArtifactStore = "no artifact store configured (artifacts.url)";
+    [[nodiscard]] bool artifactStoreConfigured() const;
     /// Progress of one transfer into status_["download"] (bytes, rate, ETA).
     FetchProgressFn progressReporter(const std::string& kind, const std::string& name, const std::string& version);
     /// The Updater's ImageStreamer: the firmware image from the artifact store into the slot.

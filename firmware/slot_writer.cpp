@@ -7,17 +7,12 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <condition_variable>
 #include <cstring>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
-#include <vector>
 
 #include "firmware/errors.hpp"
 #include "security/crypto.hpp"
-#include "security/hash_worker.hpp"
 
 namespace edge::firmware {
 namespace {
