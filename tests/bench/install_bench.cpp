@@ -252,8 +252,19 @@ int main(int argc, char** argv) {
     line("https transport alone (no disk, no hash)", rate(transport_s));
     line("end to end, cache: https download to a file, then install", rate(e2e_s));
     line("END TO END, stream: https into the slot, hash, fsync, check", rate(stream_s));
-    std::printf("target >= 80%% of the slower limit, end to end (stream): %s\n",
-                rate(stream_s) >= 0.8 * floor ? "met" : "MISSED");
+    // The disk of a shared machine swings between rounds (dd from a few hundred MiB/s to almost
+    // 2 GiB/s in one run), so each round is also compared with the limits of that same round.
+    std::vector<double> paired;
+    std::printf("stream / slower limit of the same round:");
+    for (std::size_t r = 0; r < stream_s.size(); ++r) {
+        const double limit = std::min(static_cast<double>(mib) / openssl_s[r], static_cast<double>(mib) / dd_s[r]);
+        paired.push_back((static_cast<double>(mib) / stream_s[r]) / limit);
+        std::printf(" %4.0f%%", 100.0 * paired.back());
+    }
+    std::printf("  (median %.0f%%)\n", 100.0 * median(paired));
+    std::printf("target >= 80%% of the slower limit, end to end (stream): medians of rates %s, "
+                "paired by round %s\n",
+                rate(stream_s) >= 0.8 * floor ? "met" : "MISSED", median(paired) >= 0.8 ? "met" : "MISSED");
     const auto raw = [&](const char* what, const std::vector<double>& s) {
         std::printf("  %-14s", what);
         for (double x : s) std::printf(" %7.1f", static_cast<double>(mib) / x);
