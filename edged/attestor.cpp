@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "security/tpm/attestation.hpp"
 #include "shared/core/log.hpp"
 
 namespace edge::edged {
@@ -97,6 +98,18 @@ void Attestor::setError(std::string error) {
     notifyState();
 }
 
+bool Attestor::akHasNoDa() const {
+    std::string message;
+    {
+        const std::lock_guard lock(mu_);
+        message = enroll_message_;
+    }
+    auto parsed = tpm::parseEnroll(message);
+    if (!parsed) return true;  // nothing to judge: leave the AK alone
+    auto ak = tpm::checkAkPublic(parsed->ak_public);
+    return !ak || ak->no_da;
+}
+
 void Attestor::notifyState() {
     std::string state;
     {
@@ -120,6 +133,7 @@ bool Attestor::ensureTpm() {
     if (auto blob = store_.getOne(kAttestDb, kAkBlobKey); blob && *blob) {
         existing = tpm::AkBlob{tpm::Bytes((*blob)->begin(), (*blob)->end())};
     }
+    if (replace_ak_) existing.reset();
     auto keys = (*opened)->enroll(existing);
     if (!keys && existing && new_ak_allowed_) {
         // An operator re-enrolls a device whose TPM refuses the stored AK (cleared hierarchy,
@@ -264,7 +278,16 @@ void Attestor::onMessage(const std::string& leaf, const std::string& payload) {
     } else if (leaf == "attest/reenroll") {
         post([this] {
             new_ak_allowed_ = true;
-            const bool ready = ensureTpm();
+            bool ready = ensureTpm();
+            if (ready && !akHasNoDa()) {
+                // An AK from before noDA: a TPM in lockout (unclean shutdowns count towards it)
+                // cannot quote with it. The operator's re-enrollment is the moment to replace it.
+                log::info("attestation: re-enrollment replaces the AK with one that has noDA");
+                tpm_.reset();
+                replace_ak_ = true;
+                ready = ensureTpm();
+                replace_ak_ = false;
+            }
             new_ak_allowed_ = false;
             if (!ready) return;
             auto values = tpm_->readPcrs({settings_.pcr});

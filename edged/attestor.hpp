@@ -75,7 +75,7 @@ public:
     /// name as the newest such entry of the epoch is not repeated.
     void measure(security::tpm::Measurement m);
 
-    /// {"state": "unavailable"|"error"|"enrolling"|"enrolled", "error", "pcr", "ak_name",
+    /// {"state": "unavailable"|"starting"|"error"|"enrolling"|"enrolled", "error", "pcr", "ak_name",
     ///  "log_entries", "last_quote_at"}; any thread.
     [[nodiscard]] nlohmann::json statusJson() const;
     /// Called with the new state each time statusJson()'s "state" changes (on the worker
@@ -95,6 +95,8 @@ private:
     void activate(const std::string& payload);
     void publish(const std::string& leaf, std::string payload);
     void setError(std::string error);
+    /// The AK in use has noDA (an AK created before that attribute was used has not).
+    [[nodiscard]] bool akHasNoDa() const;
     /// Calls on_state_ when the state differs from the one last reported.
     void notifyState();
     [[nodiscard]] Status saveLog();
@@ -119,6 +121,7 @@ private:
     bool stopping_ = false;
     nlohmann::json status_;
     std::string notified_state_;
+    bool replace_ak_ = false;  // worker thread: ensureTpm() creates a new AK (re-enrollment)
     std::function<void(const std::string&)> on_state_;
     std::string enroll_message_;  // what attest/enroll carries ("" until enrolled with the TPM)
     bool challenged_ = false;     // the control plane has challenged us since we started

@@ -29,6 +29,7 @@ struct AkInfo {
     std::shared_ptr<const AkKey> key;  // parsed once; reuse it for every quote of the device
     std::string pem;                   // SubjectPublicKeyInfo PEM ("BEGIN PUBLIC KEY")
     Bytes name;                        // as objectName()
+    bool no_da = false;                // noDA: usable while the TPM is in dictionary-attack lockout
 };
 
 /// Parses a marshalled TPM2B_PUBLIC and accepts only an AK fit for attestation: ECC NIST P-256,

@@ -11,6 +11,7 @@
 #include "security/tpm/esapi_tpm.hpp"
 #include "security/tpm/messages.hpp"
 #include "shared/http/http.hpp"
+#include "shared/store/lmdb/lmdb_store.hpp"
 #include "tests/integration/fleet_harness.hpp"
 #include "tests/support/swtpm.hpp"
 
@@ -259,5 +260,60 @@ TEST_CASE("Attestation: enrollment, fresh quotes, replays, forged quotes, tamper
         REQUIRE(test::waitUntil([&] { return edgectl(fleet, {"attest", "edge-1", "--timeout", "5"}).exit_code == 0; },
                                 40s, 500ms));
         CHECK(attestation(fleet, "edge-1")["ak_name"] == ak_name);
+    }
+}
+
+TEST_CASE("Attestation: an AK from before noDA fails in TPM lockout, and re-enrollment replaces it with one that quotes",
+          "[integration][attestation]") {
+    test::FleetHarness fleet;
+    const auto cp_config = fleet.dir / "controlplane.yaml";
+    test::writeFile(cp_config, test::readFile(cp_config) + "attestation:\n  interval: 1h\n  deadline: 15s\n");
+    fleet.startControlPlane();
+    const std::string id = "edge-1";
+    const auto tpm_dir = fleet.dir / "tpm" / id;
+    std::filesystem::create_directories(tpm_dir);
+    test::Swtpm swtpm(tpm_dir);
+    fleet.appendDeviceConfig(id, fmt::format("tpm:\n  tcti: {}\n", swtpm.tcti()));
+    const auto tool = [&](std::vector<std::string> argv) {
+        auto ran = test::runTpm2Tool(swtpm.tcti(), std::move(argv));
+        INFO(ran.out << ran.err);
+        REQUIRE(ran.exit_code == 0);
+    };
+    // The AK an older edged made: tpm2_createak's template, under the same EK, without noDA.
+    const auto file = [&](const char* name) { return (fleet.dir / name).string(); };
+    tool({"tpm2_createek", "-c", file("ek.ctx"), "-G", "rsa", "-u", file("ek.pub")});
+    tool({"tpm2_createak", "-C", file("ek.ctx"), "-c", file("ak.ctx"), "-G", "ecc", "-g", "sha256", "-s", "ecdsa",
+          "-u", file("ak.pub"), "-r", file("ak.priv")});
+    tool({"tpm2_flushcontext", "-t"});
+    {
+        auto store = store::LmdbStore::open(fleet.dir / "state" / id / "db");
+        REQUIRE(store);
+        REQUIRE((*store)->putOne("attest", "ak_blob", test::readFile(file("ak.pub")) + test::readFile(file("ak.priv"))));
+    }
+    fleet.startDevice(id);
+    REQUIRE(test::waitUntil([&] { return stateOf(fleet, id) == "trusted"; }, 30s));
+    const auto old_ak = attestation(fleet, id)["ak_name"].get<std::string>();
+
+    // Unclean shutdowns and failed authorizations put the TPM in dictionary-attack lockout.
+    tool({"tpm2_dictionarylockout", "-s", "-n", "1", "-t", "10000", "-l", "10000"});
+    tool({"tpm2_createprimary", "-C", "o", "-G", "ecc", "-p", "right", "-c", file("primary.ctx")});
+    CHECK(test::runTpm2Tool(swtpm.tcti(), {"tpm2_create", "-C", file("primary.ctx"), "-P", "wrong", "-G", "ecc", "-u",
+                                           file("k.pub"), "-r", file("k.priv")})
+              .exit_code != 0);
+    tool({"tpm2_flushcontext", "-t"});
+    {
+        const auto r = edgectl(fleet, {"attest", id});
+        INFO(r.out << r.err);
+        CHECK(r.exit_code == 3);  // the old AK cannot quote in lockout: quarantined
+        CHECK_THAT(attestation(fleet, id).dump(), Catch::Contains("lockout"));
+    }
+    // The operator re-enrolls: edged replaces the AK with one that has noDA, which quotes.
+    {
+        const auto r = edgectl(fleet, {"attest", id, "--reenroll"});
+        INFO(r.out << r.err);
+        CHECK(r.exit_code == 0);
+        CHECK(stateOf(fleet, id) == "trusted");
+        CHECK(attestation(fleet, id)["ak_name"].get<std::string>() != old_ak);
+        CHECK(edgectl(fleet, {"attest", id}).exit_code == 0);
     }
 }

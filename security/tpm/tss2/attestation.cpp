@@ -339,7 +339,7 @@ Result<AkInfo> checkAkPublic(const Bytes& tpm2b_public) {
     auto name = objectName(tpm2b_public);
     if (!name) return fail(std::move(name.error()));
     return AkInfo{std::make_shared<const AkKey>(pkey->release()), std::move(*pem),
-                  std::move(*name)};
+                  std::move(*name), (pub->objectAttributes & TPMA_OBJECT_NODA) != 0};
 }
 
 Result<Credential> makeCredential(const Bytes& ek_public, const Bytes& ak_name,
