@@ -111,9 +111,7 @@ void OtaManager::stop() {
     if (worker_.joinable()) worker_.join();
 }
 
-bool OtaManager::stopRequested() { return cancelled(); }
-
-bool OtaManager::cancelled() {
+bool OtaManager::stopRequested() {
     const std::lock_guard lock(mu_);
     return stopping_;
 }
@@ -277,7 +275,7 @@ bool OtaManager::execute(const bundle::Bundle& b) {
         }
         persistOutcome();
     }
-    if (transient || cancelled()) return false;
+    if (transient || stopRequested()) return false;
     if (on_models_settled_) loop_.post([fn = on_models_settled_, version = b.version] { fn(version); });
     const auto fw = domainState("firmware");
     if (fw != "done" && fw != "failed" && fw != "none" && fw != "rebooting") {
@@ -407,7 +405,7 @@ std::optional<std::string> OtaManager::doModels(const bundle::Bundle& b) {
     }
     std::vector<std::string> failures;
     for (const auto* a : wanted) {
-        if (cancelled()) return "stopped";
+        if (stopRequested()) return "stopped";
         auto active = parts_.models->active(a->name);
         if (active && *active && (*active)->sha256 == a->sha256) continue;  // already in force
         const ModelVersion version{a->name, a->version, a->sha256, a->size, a->provenance, 0};
@@ -526,7 +524,7 @@ std::optional<std::string> OtaManager::doFirmware(const bundle::Bundle& b) {
         }
         return st.error().what();
     }
-    if (cancelled()) return "stopped";
+    if (stopRequested()) return "stopped";
     if (auto st = store_.putOne(kOtaDb, kFirmwareRequestKey, request.dump()); !st) return st.error().what();
     setDomain("firmware", "installing");
     // Persist "rebooting" first: once the reboot is requested the process may stop at any time,

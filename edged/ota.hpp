@@ -138,7 +138,6 @@ private:
     void changed();
     void persistOutcome();
     void loadOutcome();
-    [[nodiscard]] bool cancelled();
 
     EventLoop& loop_;
     const Clock& clock_;

@@ -69,6 +69,14 @@ void publish(const test::FleetHarness& fleet, const std::string& id, const std::
     REQUIRE(res.exit_code == 0);
 }
 
+/// The control plane with challenges only on demand and after applies, and a generous deadline:
+/// under a loaded CI machine the test itself plays the forger.
+void startAttestingControlPlane(test::FleetHarness& fleet) {
+    const auto cp_config = fleet.dir / "controlplane.yaml";
+    test::writeFile(cp_config, test::readFile(cp_config) + "attestation:\n  interval: 1h\n  deadline: 15s\n");
+    fleet.startControlPlane();
+}
+
 /// A TPM in the test's hands, enrolled.
 struct RogueTpm {
     explicit RogueTpm(const std::filesystem::path& dir) : swtpm(dir) {
@@ -89,10 +97,7 @@ struct RogueTpm {
 TEST_CASE("Attestation: enrollment, fresh quotes, replays, forged quotes, tampered PCRs, re-enrollment, TPM loss",
           "[integration][attestation]") {
     test::FleetHarness fleet;
-    const auto cp_config = fleet.dir / "controlplane.yaml";
-    // A generous deadline: under a loaded CI machine the test itself plays the forger.
-    test::writeFile(cp_config, test::readFile(cp_config) + "attestation:\n  interval: 1h\n  deadline: 15s\n");
-    fleet.startControlPlane();
+    startAttestingControlPlane(fleet);
     std::map<std::string, std::unique_ptr<test::Swtpm>> tpms;
     for (const auto* id : {"edge-1", "edge-2"}) {
         std::filesystem::create_directories(fleet.dir / "tpm" / id);
@@ -266,9 +271,7 @@ TEST_CASE("Attestation: enrollment, fresh quotes, replays, forged quotes, tamper
 TEST_CASE("Attestation: an AK from before noDA fails in TPM lockout, and re-enrollment replaces it with one that quotes",
           "[integration][attestation]") {
     test::FleetHarness fleet;
-    const auto cp_config = fleet.dir / "controlplane.yaml";
-    test::writeFile(cp_config, test::readFile(cp_config) + "attestation:\n  interval: 1h\n  deadline: 15s\n");
-    fleet.startControlPlane();
+    startAttestingControlPlane(fleet);
     const std::string id = "edge-1";
     const auto tpm_dir = fleet.dir / "tpm" / id;
     std::filesystem::create_directories(tpm_dir);

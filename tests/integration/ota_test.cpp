@@ -27,6 +27,26 @@ std::string pattern(std::size_t size, unsigned seed) {
     return out;
 }
 
+/// fleet.yaml's text with the gpu-edge group (edge-1, edge-2) given these artifact list items.
+std::string withGpuEdgeArtifacts(std::string fleet_yaml, const std::string& items) {
+    const auto npu_at = fleet_yaml.find("  npu-lab:\n");
+    REQUIRE(npu_at != std::string::npos);
+    fleet_yaml.insert(npu_at, "    artifacts:\n" + items);
+    return fleet_yaml;
+}
+
+/// An artifact list item: model "detector" with a provenance that passes the example policy.
+std::string detectorItem(const std::string& version, const std::string& sha256, const std::string& fairness) {
+    return fmt::format("      - {{kind: model, name: detector, version: \"{}\", sha256: {}, provenance: {{source: "
+                       "registry.example.com/vision, datasets: [coco-2017], metrics: {{fairness: {}}}}}}}\n",
+                       version, sha256, fairness);
+}
+
+/// An artifact list item: firmware "rootfs".
+std::string rootfsItem(const std::string& version, const std::string& sha256) {
+    return fmt::format("      - {{kind: firmware, name: rootfs, version: \"{}\", sha256: {}}}\n", version, sha256);
+}
+
 /// `controlplane artifact-add`: the digest.
 std::string addArtifact(test::FleetHarness& fleet, const std::string& name, const std::string& content) {
     const auto file = fleet.dir / name;
@@ -285,16 +305,8 @@ TEST_CASE("OTA: SIGKILL at random instants of download, model switch, slot write
     const auto image_sha = addArtifact(fleet, "rootfs-3.0.0.img", image);
     const auto model_sha = addArtifact(fleet, "detector-8.onnx", model);
     const auto fleet_yaml = fleet.dir / "fleet/fleet.yaml";
-    auto text = test::readFile(fleet_yaml);
-    const auto npu_at = text.find("  npu-lab:\n");
-    REQUIRE(npu_at != std::string::npos);
-    text.insert(npu_at, fmt::format(
-        "    artifacts:\n"
-        "      - {{kind: firmware, name: rootfs, version: \"3.0.0\", sha256: {}}}\n"
-        "      - {{kind: model, name: detector, version: \"8\", sha256: {}, provenance: {{source: "
-        "registry.example.com/vision, datasets: [coco-2017], metrics: {{fairness: 0.9}}}}}}\n",
-        image_sha, model_sha));
-    test::writeFile(fleet_yaml, text);
+    test::writeFile(fleet_yaml, withGpuEdgeArtifacts(test::readFile(fleet_yaml),
+                                                     rootfsItem("3.0.0", image_sha) + detectorItem("8", model_sha, "0.9")));
     fleet.startControlPlane();
 
     const std::string id = "edge-1";
@@ -386,13 +398,7 @@ TEST_CASE("OTA: a bundle's policies and its zstd-compressed model switch togethe
     const auto v1 = health()["bundle_version"].get<std::uint64_t>();
 
     const auto fleet_yaml = fleet.dir / "fleet/fleet.yaml";
-    auto text = test::readFile(fleet_yaml);
-    text.insert(text.find("  npu-lab:\n"),
-                fmt::format("    artifacts:\n      - {{kind: model, name: detector, version: \"9\", sha256: {}, "
-                            "provenance: {{source: registry.example.com/vision, datasets: [coco-2017], "
-                            "metrics: {{fairness: 0.95}}}}}}\n",
-                            model_sha));
-    test::writeFile(fleet_yaml, text);
+    test::writeFile(fleet_yaml, withGpuEdgeArtifacts(test::readFile(fleet_yaml), detectorItem("9", model_sha, "0.95")));
     const auto reload = test::runCommand({test::binary("edgectl").string(), "--server", fleet.server(), "reload"});
     INFO(reload.err);
     REQUIRE(reload.exit_code == 0);
@@ -441,11 +447,7 @@ TEST_CASE("OTA: edged killed right after each persisted firmware transition ends
     const auto image = pattern(6u << 20, 9);
     const auto image_sha = addArtifact(fleet, "rootfs-4.0.0.img", image);
     const auto fleet_yaml = fleet.dir / "fleet/fleet.yaml";
-    auto text = test::readFile(fleet_yaml);
-    text.insert(text.find("  npu-lab:\n"),
-                fmt::format("    artifacts:\n      - {{kind: firmware, name: rootfs, version: \"4.0.0\", sha256: {}}}\n",
-                            image_sha));
-    test::writeFile(fleet_yaml, text);
+    test::writeFile(fleet_yaml, withGpuEdgeArtifacts(test::readFile(fleet_yaml), rootfsItem("4.0.0", image_sha)));
     fleet.startControlPlane();
 
     // The state command (Mender's state scripts) runs after each transition is persisted; here it
@@ -548,13 +550,7 @@ TEST_CASE("OTA: edged killed right after each durable step of a model switch end
     const auto fleet_yaml = fleet.dir / "fleet/fleet.yaml";
     const auto original = test::readFile(fleet_yaml);
     const auto with_model = [&](const std::string& version, const std::string& sha) {
-        auto text = original;
-        text.insert(text.find("  npu-lab:\n"),
-                    fmt::format("    artifacts:\n      - {{kind: model, name: detector, version: \"{}\", sha256: {}, "
-                                "provenance: {{source: registry.example.com/vision, datasets: [coco-2017], "
-                                "metrics: {{fairness: 0.9}}}}}}\n",
-                                version, sha));
-        test::writeFile(fleet_yaml, text);
+        test::writeFile(fleet_yaml, withGpuEdgeArtifacts(original, detectorItem(version, sha, "0.9")));
     };
     with_model("1", old_sha);
     fleet.startControlPlane();
