@@ -23,6 +23,7 @@
 #include <type_traits>
 
 #include "shared/http/beast/tls_context.hpp"
+#include "shared/http/beast/tls_stream.hpp"
 #include "shared/http/http.hpp"
 
 namespace edge::http {
@@ -34,7 +35,7 @@ using unix_socket = boost::asio::local::stream_protocol;
 using Message = bhttp::request<bhttp::string_body>;
 using TcpStream = beast::basic_stream<tcp>;
 using UnixStream = beast::basic_stream<unix_socket>;
-using TlsStream = beast::ssl_stream<TcpStream>;
+using TlsStream = tls::Stream<TcpStream>;
 
 namespace {
 
