@@ -334,6 +334,7 @@ int run(const EdgedConfig& cfg) {
         ucfg.slots = cfg.firmware->boot.slots;
         ucfg.chunk_size = cfg.firmware->chunk_size;
         ucfg.verify_readback = cfg.firmware->verify_readback;
+        ucfg.direct_io = cfg.firmware->direct_io;
         ucfg.health_command = cfg.firmware->health_command;
         ucfg.health_timeout = cfg.firmware->health_timeout;
         ucfg.checkpoint_bytes = cfg.firmware->checkpoint_bytes;

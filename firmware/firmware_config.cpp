@@ -63,6 +63,9 @@ Result<FirmwareConfig> loadFirmwareConfig(config::ConfigFile& cfg) {
     auto readback = cfg.boolean("firmware.verify_readback", out.verify_readback);
     if (!readback) return fail(std::move(readback.error()));
     out.verify_readback = *readback;
+    auto direct = cfg.boolean("firmware.direct_io", out.direct_io);
+    if (!direct) return fail(std::move(direct.error()));
+    out.direct_io = *direct;
     auto download = cfg.string("firmware.download", out.stream ? "stream" : "cache");
     if (!download) return fail(std::move(download.error()));
     if (*download != "stream" && *download != "cache") {

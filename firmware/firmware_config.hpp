@@ -19,6 +19,8 @@
 //   firmware.health_timeout   (default 60s)
 //   firmware.chunk_size       bytes per write                 (default 1048576)
 //   firmware.verify_readback  re-read the slot after the fsync  (default false)
+//   firmware.direct_io        write the slot past the page cache (O_DIRECT, where the file
+//                             system has it)                   (default true)
 //   firmware.download         stream | cache                  (default stream)
 //                             stream: the image goes from the artifact store straight into
 //                             the inactive slot (one pass, hashed on the way, checked before
@@ -44,6 +46,7 @@ struct FirmwareConfig {
     std::vector<std::string> state_command;
     std::size_t chunk_size = 1u << 20;
     bool verify_readback = false;
+    bool direct_io = true;
     bool stream = true;
     std::uint64_t checkpoint_bytes = 64u << 20;
 };

@@ -110,17 +110,18 @@ Result<std::unique_ptr<SlotStream>> SlotStream::open(const std::filesystem::path
     }
     const int fd = ::open(slot.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) return ioError("open slot", slot);
-    auto stream = std::unique_ptr<SlotStream>(new SlotStream(slot, fd, options.chunk_size, std::move(writer)));
+    auto stream = std::unique_ptr<SlotStream>(new SlotStream(slot, fd, options, std::move(writer)));
     struct stat st {};
     if (::fstat(fd, &st) != 0) return ioError("stat slot", slot);
     stream->regular_ = S_ISREG(st.st_mode);
     return stream;
 }
 
-SlotStream::SlotStream(std::filesystem::path slot, int fd, std::size_t chunk_size,
+SlotStream::SlotStream(std::filesystem::path slot, int fd, const InstallOptions& options,
                        security::StreamWriterOptions writer)
-    : slot_(std::move(slot)), fd_(fd), chunk_size_(chunk_size) {
-    writer.chunk_size = chunk_size;
+    : slot_(std::move(slot)), fd_(fd), chunk_size_(options.chunk_size) {
+    writer.chunk_size = options.chunk_size;
+    writer.direct = options.direct_io;
     writer_ = std::make_unique<security::StreamWriter>(fd_, slot_.string(), std::move(writer));
 }
 

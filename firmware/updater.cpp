@@ -266,6 +266,7 @@ Status Updater::installStreamed(Slot target) {
     }
     InstallOptions options;
     options.chunk_size = config_.chunk_size;
+    options.direct_io = config_.direct_io;
     options.active_slot = config_.slots.of(r.old_slot);
     const auto open = [&] {
         security::StreamWriterOptions writer;
@@ -340,6 +341,7 @@ Status Updater::run(Slot booted, const HealthCheck& health) {
                 InstallOptions options;
                 options.chunk_size = config_.chunk_size;
                 options.read_back = config_.verify_readback;
+                options.direct_io = config_.direct_io;
                 options.active_slot = config_.slots.of(r.old_slot);
                 options.progress = hooks_.progress;
                 auto written = installImage(r.image_path, config_.slots.of(target), r.target.size,

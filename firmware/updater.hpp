@@ -60,6 +60,7 @@ struct UpdaterConfig {
     SlotPaths slots;
     std::size_t chunk_size = 1u << 20;
     bool verify_readback = false;  // InstallOptions::read_back
+    bool direct_io = true;         // InstallOptions::direct_io
     /// Optional argv run after the HealthCheck passes; a non-zero exit or a timeout fails it.
     std::vector<std::string> health_command;
     std::chrono::milliseconds health_timeout{60'000};

@@ -3,13 +3,15 @@
 // hashing it (SHA-256 on a HashWorker thread). The one write path of downloads (the .part file)
 // and of firmware slots, whether the image comes from a file or straight from the network.
 //
-// Bytes are staged in a ring of buffers; a full buffer is handed to the hash worker and written
-// (pwrite) while the next ones fill, and the kernel is asked to start writing back every few
-// MiB (sync_file_range), so that the disk works during the copy instead of only in the final
-// fsync. A checkpoint makes what was written durable (fdatasync) and reports its length, so that
+// Bytes are staged in a ring of buffers; a full buffer is handed to the hash worker and to the
+// write worker (pwrite, on its own thread) while the next ones fill. Buffered writes ask the
+// kernel to start writing back every few MiB (sync_file_range), so that the disk works during
+// the copy instead of only in the final fsync; direct writes (StreamWriterOptions::direct) go
+// to the disk as they are made. A checkpoint makes what was written durable (fdatasync) and reports its length, so that
 // a caller can persist it and resume there after a crash (adopt()).
 //
 // Not thread-safe; the descriptor is the caller's and must outlive the writer.
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -29,6 +31,12 @@ struct StreamWriterOptions {
     /// called): fdatasync, then on_checkpoint(bytes durable from offset 0).
     std::uint64_t checkpoint_bytes = 0;
     std::function<void(std::uint64_t durable)> on_checkpoint;
+    /// Writes bypass the page cache (O_DIRECT) where the file system allows it: an image as
+    /// large as the device's memory does not evict what the running system has cached, and the
+    /// copy into the page cache (the largest CPU cost of a write) is saved. Pieces that are not
+    /// whole 4 KiB blocks (the end of an image) go through the cache. Durability is unchanged:
+    /// checkpoint() and finish() still sync the file (and the device's write cache).
+    bool direct = false;
 };
 
 class StreamWriter {
@@ -54,8 +62,9 @@ public:
     /// Stages bytes, writing each buffer that fills up.
     [[nodiscard]] Status append(std::string_view bytes);
 
-    /// Writes the staged bytes (hashed as they go). A write error leaves the hash ahead of the
-    /// file: the caller gives up on this writer.
+    /// Hands the staged bytes to the workers (hashed and written as they go). A write error is
+    /// returned by the next append(), flush(), checkpoint() or finish(); it leaves the hash
+    /// ahead of the file: the caller gives up on this writer.
     [[nodiscard]] Status flush();
 
     /// flush(), fdatasync, then on_checkpoint(size()).
@@ -65,19 +74,38 @@ public:
     [[nodiscard]] Result<std::string> finish();
 
 private:
-    [[nodiscard]] Status writeOut(std::string_view data);
+    class WriteWorker;
+
+    /// Buffers in the ring: the workers may lag this many minus one buffers behind.
+    static constexpr std::size_t kBuffers = 4;
+
+    /// The write worker's: writes data at offset, starts writeback. Errors: SharedErrc::kIo.
+    [[nodiscard]] Status writeAt(std::string_view data, std::uint64_t offset);
+    /// Turns O_DIRECT on or off on the descriptor (no-op when direct writes are not in use).
+    /// The write worker's while it writes; the caller's only while it is idle.
+    void setDirect(bool on);
+
+    struct FreeAligned {
+        void operator()(char* p) const;
+    };
 
     int fd_;
     std::string what_;
     StreamWriterOptions options_;
-    std::vector<std::unique_ptr<char[]>> buffers_;
-    std::uint64_t filled_ = 0;        // buffers handed to the hash worker (since the last reset)
+    std::vector<std::unique_ptr<char[], FreeAligned>> buffers_;  // 4 KiB aligned (O_DIRECT)
+    std::uint64_t filled_ = 0;        // buffers handed to the hash worker (since construction)
+    std::uint64_t write_pieces_ = 0;  // pieces handed to the write worker (since construction)
+    std::array<std::uint64_t, kBuffers> write_ticket_{};  // by buffer: its last piece's write_pieces_
     std::size_t staged_ = 0;          // bytes in the current buffer
-    std::uint64_t written_ = 0;       // bytes written at offsets [0, written_)
-    std::uint64_t written_back_ = 0;  // sync_file_range started up to here
+    std::uint64_t written_ = 0;       // bytes handed to the write worker, offsets [0, written_)
     std::uint64_t checkpointed_ = 0;  // durable up to here
+    // The write worker's (the caller's only while it is idle):
+    std::uint64_t written_back_ = 0;  // sync_file_range started up to here
     bool writeback_ = true;           // sync_file_range works on this descriptor
-    HashWorker hashing_;              // after the buffers: joined before they go
+    bool direct_ = false;             // O_DIRECT is set on fd_ and accepted by its file system
+    // After the buffers: joined before they go.
+    HashWorker hashing_;
+    std::unique_ptr<WriteWorker> writes_;
 };
 
 }  // namespace edge::security

@@ -7,7 +7,9 @@
 //   dd if=FILE of=SLOT bs=1M conv=fsync  (write + fsync speed)
 // Target: end-to-end install throughput (firmware.download: stream: download + hash + write +
 // fsync into the slot) >= 80% of the slower of the two. Every figure is the median of
-// the rounds (3 by default), each round measuring everything once, in the same order.
+// the rounds (3 by default), each round measuring everything once, in the same order. Each
+// step also shows its CPU time per MiB (user + system, this process and the commands it ran),
+// and how much of it the artifact store's thread took.
 // Usage: install_bench [MiB] [dir] [rounds]   (default 512 MiB in the build tree's bench folder)
 #include <algorithm>
 #include <chrono>
@@ -16,12 +18,16 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <fmt/format.h>
+#include <pthread.h>
+#include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "controlplane/artifact_store.hpp"
@@ -150,10 +156,37 @@ int main(int argc, char** argv) {
 
     std::vector<double> openssl_s, dd_s, install_s, readback_s, fetch_s, fetch_tls_s, e2e_s,
         stream_s, transport_s;
-    const auto timed = [](std::vector<double>& into, const std::function<void()>& work) {
+    // CPU seconds (user + system, this process and the commands it waited for) of each step,
+    // by the step's wall-clock vector: what each MiB costs, whatever the disk did.
+    std::map<const std::vector<double>*, std::vector<double>> cpu_s;
+    const auto cpu = [] {
+        double total = 0;
+        for (int who : {RUSAGE_SELF, RUSAGE_CHILDREN}) {
+            rusage u{};
+            ::getrusage(who, &u);
+            total += static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+                     static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+        }
+        return total;
+    };
+    // The artifact store's share: the CPU time of the thread that serves (on a device the
+    // store is another machine; here both ends share the same two cores).
+    std::map<const std::vector<double>*, std::vector<double>> store_cpu_s;
+    clockid_t store_clock{};
+    if (::pthread_getcpuclockid(serving.native_handle(), &store_clock) != 0) die("pthread_getcpuclockid");
+    const auto store_cpu = [&] {
+        timespec ts{};
+        ::clock_gettime(store_clock, &ts);
+        return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+    };
+    const auto timed = [&](std::vector<double>& into, const std::function<void()>& work) {
+        const double cpu_before = cpu();
+        const double store_before = store_cpu();
         const auto t = Steady::now();
         work();
         into.push_back(seconds(t));
+        cpu_s[&into].push_back(cpu() - cpu_before);
+        store_cpu_s[&into].push_back(store_cpu() - store_before);
     };
     // Removes what the step before left, then lets the file system settle: freeing 512 MiB
     // (with online discard, as this disk is mounted) costs the next journal commit, which the
@@ -235,23 +268,31 @@ int main(int argc, char** argv) {
     const double dd_rate = rate(dd_s);
     const double floor = std::min(openssl_rate, dd_rate);
     const char* slower = openssl_rate < dd_rate ? "openssl" : "dd";
-    const auto line = [&](const char* what, double r) {
-        std::printf("%-58s %8.1f MiB/s  %4.0f%% of openssl  %4.0f%% of dd  %4.0f%% of the slower\n",
-                    what, r, 100.0 * r / openssl_rate, 100.0 * r / dd_rate, 100.0 * r / floor);
+    const auto cpu_per_mib = [&](const std::vector<double>& s) {
+        return 1000.0 * median(cpu_s[&s]) / static_cast<double>(mib);
+    };
+    const auto line = [&](const char* what, const std::vector<double>& s) {
+        const double r = rate(s);
+        std::printf("%-58s %8.1f MiB/s  %4.0f%% of openssl  %4.0f%% of dd  %4.0f%% of the slower"
+                    "  %5.2f ms CPU/MiB (store %4.2f)\n",
+                    what, r, 100.0 * r / openssl_rate, 100.0 * r / dd_rate, 100.0 * r / floor,
+                    cpu_per_mib(s), 1000.0 * median(store_cpu_s[&s]) / static_cast<double>(mib));
     };
     std::printf("%llu MiB image, medians of %d rounds (the slower limit: %s)\n",
                 static_cast<unsigned long long>(mib), rounds, slower);
-    std::printf("%-58s %8.1f MiB/s\n", "openssl dgst -sha256 (machine limit: hashing)", openssl_rate);
-    std::printf("%-58s %8.1f MiB/s\n", "dd bs=1M conv=fsync (machine limit: write + fsync)", dd_rate);
+    std::printf("%-58s %8.1f MiB/s  %54.2f ms CPU/MiB\n", "openssl dgst -sha256 (machine limit: hashing)",
+                openssl_rate, cpu_per_mib(openssl_s));
+    std::printf("%-58s %8.1f MiB/s  %54.2f ms CPU/MiB\n", "dd bs=1M conv=fsync (machine limit: write + fsync)",
+                dd_rate, cpu_per_mib(dd_s));
     std::printf("%-58s %8.1f MiB/s\n", "Sha256Hasher in process (one pass, page cache, once)",
                 static_cast<double>(mib) / hasher_s);
-    line("installImage: hash + write + fsync", rate(install_s));
-    line("installImage with verify_readback (+ re-read, re-hash)", rate(readback_s));
-    line("fetchArtifact http: download + hash + write + fsync", rate(fetch_s));
-    line("fetchArtifact https (mTLS): download + hash + write + fsync", rate(fetch_tls_s));
-    line("https transport alone (no disk, no hash)", rate(transport_s));
-    line("end to end, cache: https download to a file, then install", rate(e2e_s));
-    line("END TO END, stream: https into the slot, hash, fsync, check", rate(stream_s));
+    line("installImage: hash + write + fsync", install_s);
+    line("installImage with verify_readback (+ re-read, re-hash)", readback_s);
+    line("fetchArtifact http: download + hash + write + fsync", fetch_s);
+    line("fetchArtifact https (mTLS): download + hash + write + fsync", fetch_tls_s);
+    line("https transport alone (no disk, no hash)", transport_s);
+    line("end to end, cache: https download to a file, then install", e2e_s);
+    line("END TO END, stream: https into the slot, hash, fsync, check", stream_s);
     // The disk of a shared machine swings between rounds (dd from a few hundred MiB/s to almost
     // 2 GiB/s in one run), so each round is also compared with the limits of that same round.
     std::vector<double> paired;

@@ -177,10 +177,13 @@ TEST_CASE("OTA: models and A/B firmware from the artifact store, with provenance
         const auto state = fleet.dir / "state" / id;
         std::filesystem::create_directories(state);
         test::writeFile(state / "slot-a.img", "factory image A");
-        // edge-2 downloads the image into its cache first (firmware.download: cache); the
-        // others stream it straight into slot B (the default).
+        // edge-2 downloads the image into its cache first (firmware.download: cache) and
+        // writes its slot through the page cache (direct_io: false); the others stream it
+        // straight into slot B with direct writes (the defaults).
         const std::string extra =
-            std::string(id) == "edge-2" ? "  health_command: [/bin/false]\n  download: cache\n" : "";
+            std::string(id) == "edge-2"
+                ? "  health_command: [/bin/false]\n  download: cache\n  direct_io: false\n"
+                : "";
         configureOta(fleet, id, artifacts_port, pki, extra);
     }
     // Power on: the bootloader runs before the daemon.

@@ -414,6 +414,7 @@ firmware:
     CHECK(makeBootControl(fw->boot, clock));
     CHECK(fw->stream);  // the default: straight into the slot
     CHECK(fw->checkpoint_bytes == 64u << 20);
+    CHECK(fw->direct_io);  // the default: slots written past the page cache
 }
 
 TEST_CASE("loadFirmwareConfig: the download mode and checkpoint interval, and clear errors", "[firmware]") {
@@ -423,9 +424,13 @@ TEST_CASE("loadFirmwareConfig: the download mode and checkpoint interval, and cl
         REQUIRE(cfg);
         return loadFirmwareConfig(*cfg);
     };
-    auto cached = load("  download: cache\n  checkpoint_bytes: 8388608\n");
+    auto cached = load("  download: cache\n  checkpoint_bytes: 8388608\n  direct_io: false\n");
     REQUIRE(cached);
     CHECK_FALSE(cached->stream);
+    CHECK_FALSE(cached->direct_io);
+    auto bad_direct = load("  direct_io: maybe\n");
+    REQUIRE_FALSE(bad_direct);
+    CHECK_THAT(bad_direct.error().what(), Catch::Contains("firmware.direct_io"));
     CHECK(cached->checkpoint_bytes == 8u << 20);
     auto bad_mode = load("  download: torrent\n");
     REQUIRE_FALSE(bad_mode);
