@@ -138,6 +138,7 @@ void StreamWriter::FreeAligned::operator()(char* p) const {
 
 void StreamWriter::setDirect(bool on) {
     if (!options_.direct) return;
+    on = on && !direct_refused_;
     const int flags = ::fcntl(fd_, F_GETFL);
     if (flags < 0) return;
     // A file system without direct I/O (tmpfs) refuses the flag: writes stay buffered.
@@ -148,11 +149,14 @@ StreamWriter::~StreamWriter() {
     // The workers may still use a buffer.
     hashing_.waitIdle();
     writes_->reset();
+    setDirect(false);  // the descriptor is the caller's: left as it came
 }
 
 Status StreamWriter::adopt(std::uint64_t bytes) {
     if (size() != 0) return fail(SharedErrc::kInvalidArgument, "adopt: bytes were appended before");
-    // Read through the cache: the prefix need not end on a block boundary.
+    // Whole blocks only with direct writes, so that the next write starts on one. They are read
+    // through the cache: the prefix may end before them (a short file).
+    if (options_.direct) bytes -= bytes % kDirectAlign;
     const bool was_direct = direct_;
     setDirect(false);
     ::posix_fadvise(fd_, 0, 0, POSIX_FADV_SEQUENTIAL);
@@ -199,11 +203,7 @@ Status StreamWriter::restart() {
 
 Status StreamWriter::append(std::string_view bytes) {
     while (!bytes.empty()) {
-        if (staged_ == 0 && filled_ >= kBuffers) {
-            // This buffer's last piece is hashed and written.
-            hashing_.waitHashed(filled_ - kBuffers + 1);
-            writes_->waitWritten(write_ticket_[filled_ % kBuffers]);
-        }
+        if (staged_ == 0) waitForNextBuffer();
         char* buffer = buffers_[filled_ % kBuffers].get();
         const std::size_t n = std::min(bytes.size(), options_.chunk_size - staged_);
         std::memcpy(buffer + staged_, bytes.data(), n);
@@ -216,16 +216,36 @@ Status StreamWriter::append(std::string_view bytes) {
     return {};
 }
 
-Status StreamWriter::flush() {
+void StreamWriter::waitForNextBuffer() {
+    if (filled_ < kBuffers) return;
+    hashing_.waitHashed(filled_ - kBuffers + 1);
+    writes_->waitWritten(write_ticket_[filled_ % kBuffers]);
+}
+
+Status StreamWriter::flush() { return handOver(false); }
+
+Status StreamWriter::handOver(bool all) {
     if (auto ok = writes_->check(); !ok) return ok;
     if (staged_ == 0) return {};
-    const std::string_view data(buffers_[filled_ % kBuffers].get(), staged_);
+    // With direct writes, a partial last block waits for the bytes that complete it (unless
+    // the file is off the block grid already).
+    const bool keep_partial = !all && options_.direct && written_ % kDirectAlign == 0;
+    const std::size_t keep = keep_partial ? staged_ % kDirectAlign : 0;
+    if (keep == staged_) return {};
+    char* buffer = buffers_[filled_ % kBuffers].get();
+    const std::string_view data(buffer, staged_ - keep);
     hashing_.submit(data);
     writes_->submit(data, written_);
     write_ticket_[filled_ % kBuffers] = ++write_pieces_;
     ++filled_;
     staged_ = 0;
     written_ += data.size();
+    if (keep > 0) {
+        // Into the next buffer (the workers read only up to the kept bytes of this one).
+        waitForNextBuffer();
+        std::memcpy(buffers_[filled_ % kBuffers].get(), buffer + data.size(), keep);
+        staged_ = keep;
+    }
     if (options_.checkpoint_bytes > 0 && written_ - checkpointed_ >= options_.checkpoint_bytes) {
         return checkpoint();
     }
@@ -240,12 +260,21 @@ Status StreamWriter::writeAt(std::string_view data, std::uint64_t offset) {
     while (!data.empty()) {
         const auto n = ::pwrite(fd_, data.data(), data.size(), static_cast<off_t>(offset));
         if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EINVAL && direct_) {
+            // The flag was taken but the write is not (a device with larger blocks): buffered.
+            direct_refused_ = true;
+            setDirect(false);
+            continue;
+        }
         if (n < 0) {
             const int err = errno;
             setDirect(true);
             return ioError("write", what_, err);
         }
-        if (n == 0) return fail(SharedErrc::kIo, fmt::format("write '{}': no room", what_));
+        if (n == 0) {
+            setDirect(true);
+            return fail(SharedErrc::kIo, fmt::format("write '{}': no room", what_));
+        }
         data.remove_prefix(static_cast<std::size_t>(n));
         offset += static_cast<std::uint64_t>(n);
         if (direct_ && !aligned()) setDirect(false);
@@ -274,7 +303,7 @@ Status StreamWriter::checkpoint() {
 }
 
 Result<std::string> StreamWriter::finish() {
-    if (auto ok = flush(); !ok) return fail(std::move(ok.error()));
+    if (auto ok = handOver(true); !ok) return fail(std::move(ok.error()));
     if (auto ok = writes_->waitIdle(); !ok) return fail(std::move(ok.error()));
     if (::fsync(fd_) != 0) return ioError("fsync", what_);
     checkpointed_ = written_;

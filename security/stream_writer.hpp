@@ -33,9 +33,11 @@ struct StreamWriterOptions {
     std::function<void(std::uint64_t durable)> on_checkpoint;
     /// Writes bypass the page cache (O_DIRECT) where the file system allows it: an image as
     /// large as the device's memory does not evict what the running system has cached, and the
-    /// copy into the page cache (the largest CPU cost of a write) is saved. Pieces that are not
-    /// whole 4 KiB blocks (the end of an image) go through the cache. Durability is unchanged:
-    /// checkpoint() and finish() still sync the file (and the device's write cache).
+    /// copy into the page cache (the largest CPU cost of a write) is saved. So that writes stay
+    /// whole 4 KiB blocks at block offsets, flush() and checkpoint() keep a last partial block
+    /// staged and adopt() takes whole blocks only; finish() writes the end of the image through
+    /// the cache. A file system that refuses direct writes gets buffered ones. Durability is
+    /// unchanged: checkpoint() and finish() still sync the file (and the device's write cache).
     bool direct = false;
 };
 
@@ -48,7 +50,8 @@ public:
     StreamWriter& operator=(const StreamWriter&) = delete;
 
     /// Takes the first `bytes` already in the file as written (an earlier run's, up to its last
-    /// checkpoint): hashes them and continues after them. Adopts fewer when the file is shorter.
+    /// checkpoint): hashes them and continues after them. Adopts fewer when the file is shorter,
+    /// and with direct writes only whole 4 KiB blocks: the caller continues from size().
     /// Only before the first append. Errors: SharedErrc::kIo.
     [[nodiscard]] Status adopt(std::uint64_t bytes);
 
@@ -62,12 +65,14 @@ public:
     /// Stages bytes, writing each buffer that fills up.
     [[nodiscard]] Status append(std::string_view bytes);
 
-    /// Hands the staged bytes to the workers (hashed and written as they go). A write error is
-    /// returned by the next append(), flush(), checkpoint() or finish(); it leaves the hash
-    /// ahead of the file: the caller gives up on this writer.
+    /// Hands the staged bytes to the workers (hashed and written as they go); with direct
+    /// writes, a last partial 4 KiB block stays staged. A write error is returned by the next
+    /// append(), flush(), checkpoint() or finish(); it leaves the hash ahead of the file: the
+    /// caller gives up on this writer.
     [[nodiscard]] Status flush();
 
-    /// flush(), fdatasync, then on_checkpoint(size()).
+    /// flush(), waits for the writes, fdatasync, then on_checkpoint(bytes durable): size(), or
+    /// with direct writes size() less the partial block flush() kept.
     [[nodiscard]] Status checkpoint();
 
     /// flush(), fsync, and the hex SHA-256 of every byte since offset 0.
@@ -81,6 +86,10 @@ private:
 
     /// The write worker's: writes data at offset, starts writeback. Errors: SharedErrc::kIo.
     [[nodiscard]] Status writeAt(std::string_view data, std::uint64_t offset);
+    /// flush(); all: the partial block too.
+    [[nodiscard]] Status handOver(bool all);
+    /// Blocks until the buffer the next byte goes into is no longer read by the workers.
+    void waitForNextBuffer();
     /// Turns O_DIRECT on or off on the descriptor (no-op when direct writes are not in use).
     /// The write worker's while it writes; the caller's only while it is idle.
     void setDirect(bool on);
@@ -103,6 +112,7 @@ private:
     std::uint64_t written_back_ = 0;  // sync_file_range started up to here
     bool writeback_ = true;           // sync_file_range works on this descriptor
     bool direct_ = false;             // O_DIRECT is set on fd_ and accepted by its file system
+    bool direct_refused_ = false;     // a direct write failed with EINVAL: buffered from then on
     // After the buffers: joined before they go.
     HashWorker hashing_;
     std::unique_ptr<WriteWorker> writes_;

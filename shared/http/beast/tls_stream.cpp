@@ -31,7 +31,7 @@ int readRecords(BIO* bio, char* data, std::size_t length, std::size_t* read) {
         return 0;
     }
     const std::size_t n = std::min(length, available);
-    std::memcpy(data, in.in.data() + in.in_pos, n);
+    std::memcpy(data, in.in.get() + in.in_pos, n);
     in.in_pos += n;
     *read = n;
     return 1;

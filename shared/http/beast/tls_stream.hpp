@@ -13,8 +13,11 @@
 // that ends without one is ssl::error::stream_truncated, a TLS failure is an error of
 // asio::error::get_ssl_category() carrying OpenSSL's error code.
 //
-// Memory: kReadChunk for received bytes per connection, and the sealed records of the largest
-// write so far (about kMaxWrite) while the connection lives.
+// Memory per connection: kReadChunk for received bytes (from the first read on), and room for
+// the sealed records of one write (about kMaxWrite, from the first large write on).
+//
+// One operation at a time per stream, unlike asio's (which allows a read beside a write): the
+// server and client here never overlap them.
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
@@ -41,7 +44,7 @@ namespace edge::http::tls {
 /// The bytes between OpenSSL and the socket: sealed records OpenSSL wrote wait in out until they
 /// are sent; bytes read from the socket wait in in[in_pos, in_end) until OpenSSL reads them.
 struct RecordBuffers {
-    std::vector<char> in;
+    std::unique_ptr<char[]> in;  // kReadChunk bytes, allocated at the first read
     std::size_t in_pos = 0;
     std::size_t in_end = 0;
     std::vector<char> out;
@@ -73,7 +76,7 @@ public:
         BIO* bio = newBufferBio(buffers_.get());
         if (bio == nullptr) throw boost::system::system_error(lastError(), "BIO_new");
         ::SSL_set_bio(ssl_.get(), bio, bio);  // one reference, owned by the SSL object
-        buffers_->in.resize(kReadChunk);
+        ::SSL_set_mode(ssl_.get(), SSL_MODE_RELEASE_BUFFERS);  // idle connections hold less
     }
 
     executor_type get_executor() noexcept { return next_.get_executor(); }
@@ -119,13 +122,16 @@ private:
         return {static_cast<int>(::ERR_get_error()), boost::asio::error::get_ssl_category()};
     }
 
+    /// Sealed records of one write, with room for each record's header and tag.
+    static constexpr std::size_t kOutReserve = kMaxWrite + (kMaxWrite / 16384 + 1) * 64;
+
     // Each step is called with the bytes it has moved so far and returns OpenSSL's result: > 0
     // once done, <= 0 with the reason in SSL_get_error().
     struct Handshake {
-        int operator()(SSL* ssl, std::size_t&) { return ::SSL_do_handshake(ssl); }
+        int operator()(SSL* ssl, std::size_t&, RecordBuffers&) { return ::SSL_do_handshake(ssl); }
     };
     struct Shutdown {
-        int operator()(SSL* ssl, std::size_t&) {
+        int operator()(SSL* ssl, std::size_t&, RecordBuffers&) {
             const int r = ::SSL_shutdown(ssl);  // 0: ours is sent; then wait for the peer's
             return r == 0 ? ::SSL_shutdown(ssl) : r;
         }
@@ -149,7 +155,7 @@ private:
     template <class Buffers>
     struct Read {
         Buffers buffers;
-        int operator()(SSL* ssl, std::size_t& done) {
+        int operator()(SSL* ssl, std::size_t& done, RecordBuffers&) {
             if (boost::asio::buffer_size(buffers) == 0) return 1;
             int r = 1;
             eachFrom<boost::asio::mutable_buffer>(buffers, done, [&](boost::asio::mutable_buffer b) {
@@ -162,13 +168,17 @@ private:
                 }
                 return true;
             });
-            return r > 0 || done > 0 ? 1 : r;  // hand over what arrived; the rest waits
+            return r;
         }
     };
     template <class Buffers>
     struct Write {
         Buffers buffers;
-        int operator()(SSL* ssl, std::size_t& done) {
+        int operator()(SSL* ssl, std::size_t& done, RecordBuffers& io) {
+            // Room for one batch and its record overheads, reserved once: no regrowth by doubling.
+            if (io.out.capacity() < kOutReserve && boost::asio::buffer_size(buffers) > kOutReserve / 2) {
+                io.out.reserve(kOutReserve);
+            }
             int r = 1;
             eachFrom<boost::asio::const_buffer>(buffers, done, [&](boost::asio::const_buffer b) {
                 if (done >= kMaxWrite) return false;
@@ -216,12 +226,23 @@ private:
                     io.in_end += n;
                     break;
             }
+            if (waiting == Waiting::kNothing && stream->deferred_) {
+                // A failure that came after the bytes the last operation handed over.
+                return finish(self, std::exchange(stream->deferred_, {}));
+            }
             ::ERR_clear_error();
-            result = step(stream->ssl_.get(), done);
+            result = step(stream->ssl_.get(), done, io);
             reason = result > 0 ? SSL_ERROR_NONE : ::SSL_get_error(stream->ssl_.get(), result);
             if (reason == SSL_ERROR_SSL || reason == SSL_ERROR_SYSCALL) {
                 failure = lastError();
                 if (!failure) failure = boost::asio::ssl::error::stream_truncated;
+            }
+            ::ERR_clear_error();  // the loop thread's other users must not see this connection's
+            if (result <= 0 && done > 0) {
+                // Bytes moved before the step stopped: they are handed over now; a failure is
+                // reported by the next operation, as asio's record-at-a-time stream would.
+                if (failure) stream->deferred_ = failure;
+                result = 1;
             }
             if (!io.out.empty()) {  // records, alerts, a close_notify: sent before anything else
                 waiting = Waiting::kSend;
@@ -243,13 +264,14 @@ private:
                     if (io.in_pos == io.in_end) {
                         io.in_pos = io.in_end = 0;
                     } else if (io.in_pos > 0) {  // OpenSSL normally takes all; keep what it left
-                        std::memmove(io.in.data(), io.in.data() + io.in_pos, io.in_end - io.in_pos);
+                        std::memmove(io.in.get(), io.in.get() + io.in_pos, io.in_end - io.in_pos);
                         io.in_end -= io.in_pos;
                         io.in_pos = 0;
                     }
+                    if (!io.in) io.in = std::make_unique_for_overwrite<char[]>(kReadChunk);
                     waiting = Waiting::kReceive;
                     waited = true;
-                    auto room = boost::asio::buffer(io.in.data() + io.in_end, io.in.size() - io.in_end);
+                    auto room = boost::asio::buffer(io.in.get() + io.in_end, kReadChunk - io.in_end);
                     return stream->next_.async_read_some(room, std::move(self));
                 }
                 case SSL_ERROR_ZERO_RETURN:
@@ -282,6 +304,7 @@ private:
     NextLayer next_;
     std::unique_ptr<RecordBuffers> buffers_;  // the BIO points here: stable when the stream moves
     std::unique_ptr<SSL, FreeSsl> ssl_;
+    boost::system::error_code deferred_;  // for the next operation (see IoOp)
 };
 
 }  // namespace edge::http::tls

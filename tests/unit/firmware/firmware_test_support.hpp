@@ -132,6 +132,7 @@ struct Device {
         c.slots = slots;
         c.chunk_size = chunk_size;
         c.checkpoint_bytes = checkpoint_bytes;
+        c.direct_io = direct_io;
         return c;
     }
 
@@ -161,6 +162,7 @@ struct Device {
     /// Updates are streamed (Updater::startStreamed) from the image file by streamerFor().
     bool stream = false;
     std::uint64_t checkpoint_bytes = 8192;
+    bool direct_io = true;  // where the test folder's file system has O_DIRECT
     SlotPaths slots;
     std::filesystem::path env, booted, db, images;
     TestImage factory;

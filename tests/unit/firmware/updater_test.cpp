@@ -1,5 +1,8 @@
 #include "firmware/updater.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 
 #include "firmware/errors.hpp"
@@ -356,9 +359,17 @@ TEST_CASE("Updater: a transient streaming failure stays Installing and resumes f
     TempDir tmp;
     Device dev(tmp.path());
     dev.stream = true;
+    dev.direct_io = GENERATE(true, false);
     settle(dev, true);
     const auto img = dev.image("BOOTS-OK", "2.0");  // 64 KiB, checkpoints every 8 KiB
     constexpr std::uint64_t kCut = 20'000;
+    // Everything that arrived is kept, except that direct writes keep whole 4 KiB blocks only:
+    // the partial block at the cut comes again.
+    const int probe = ::open(dev.slots.b.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC);
+    const bool direct = dev.direct_io && probe >= 0;
+    if (probe >= 0) ::close(probe);
+    const std::uint64_t resume = direct ? kCut / 4096 * 4096 : kCut;
+    INFO("direct writes: " << direct);
     std::vector<std::uint64_t> resumed_at;
     // The network breaks after kCut bytes on the first attempt only.
     const auto flaky = [&](const UpdateRecord& r, security::StreamWriter& out) -> std::expected<void, StreamFailure> {
@@ -388,8 +399,8 @@ TEST_CASE("Updater: a transient streaming failure stays Installing and resumes f
         CHECK_THAT(first.error().what(), Catch::Contains("connection reset"));
         INFO(what(second));
         CHECK(second);
-        // Everything that arrived was kept: the second attempt starts where the first stopped.
-        CHECK(resumed_at == std::vector<std::uint64_t>{0, kCut});
+        // The second attempt starts where the first stopped.
+        CHECK(resumed_at == std::vector<std::uint64_t>{0, resume});
     }
     SECTION("afterBoot of the next run, from the last persisted checkpoint") {
         Status first;
@@ -413,7 +424,7 @@ TEST_CASE("Updater: a transient streaming failure stays Installing and resumes f
         INFO(what(next_run));
         REQUIRE(next_run);
         CHECK(*next_run == 1);
-        CHECK(resumed_at == std::vector<std::uint64_t>{0, kCut});
+        CHECK(resumed_at == std::vector<std::uint64_t>{0, resume});
     }
     CHECK(test::recordOf(dev).state == UpdateState::kRebooting);
     CHECK(readFile(dev.slots.b) == img.bytes);

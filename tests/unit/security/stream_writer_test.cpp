@@ -150,6 +150,10 @@ TEST_CASE("StreamWriter: direct writes give the same file, with an unaligned end
         options.on_checkpoint = [&](std::uint64_t at) { checkpoints.push_back(at); };
         StreamWriter writer(fd, path.string(), options);
         REQUIRE(writer.append(std::string_view(data).substr(0, 1000)));
+        // Less than a block: it stays staged, nothing is durable yet.
+        REQUIRE(writer.checkpoint());
+        CHECK(writer.size() == 1000);
+        CHECK(checkpoints.empty());
         REQUIRE(writer.append(std::string_view(data).substr(1000, 20000)));
         auto digest = writer.finish();
         // Where the file system has direct I/O, the descriptor is left in that mode.
@@ -171,7 +175,8 @@ TEST_CASE("StreamWriter: direct writes give the same file, with an unaligned end
     options.chunk_size = 8192;
     options.direct = true;
     StreamWriter writer(fd, path.string(), options);
-    REQUIRE(writer.adopt(16384));
+    REQUIRE(writer.adopt(16384 + 1000));  // whole blocks only: the next write starts on one
+    CHECK(writer.size() == 16384);
     REQUIRE(writer.append(std::string_view(data).substr(16384, 777)));
     REQUIRE(writer.append(std::string_view(data).substr(16384 + 777)));
     auto digest = writer.finish();
