@@ -279,7 +279,7 @@ Status StreamWriter::writeAt(std::string_view data, std::uint64_t offset) {
         offset += static_cast<std::uint64_t>(n);
         if (direct_ && !aligned()) setDirect(false);
     }
-    if (options_.direct && !direct_) setDirect(true);
+    if (options_.direct && !direct_ && !direct_refused_) setDirect(true);
     if (!direct_ && writeback_ && offset - written_back_ >= kWritebackBytes) {
         // An early start only (errors surface in the fsync); unsupported is fine.
         if (::sync_file_range(fd_, static_cast<off_t>(written_back_),
