@@ -261,7 +261,10 @@ Status fetchInto(const std::string& url, std::uint64_t expected_size, security::
         // The transport limit is the whole size (a 200 restart needs it) plus one byte, so that
         // the sink sees a body that goes on and cuts it at the exact end itself.
         const std::uint64_t max_body = expected_size + (expected_size < UINT64_MAX ? 1 : 0);
-        auto result = http::downloadTo(url, headers, tls, options.client, sink, max_body, on_head);
+        // The body is read straight into the writer's staging buffer (no copy in append()).
+        const http::BodyBuffer lend = [&part](std::size_t max) { return part.prepare(max); };
+        auto result =
+            http::downloadTo(url, headers, tls, options.client, sink, max_body, on_head, lend);
         // What arrived is a prefix of the artifact as far as anyone knows: keep it for resume.
         if (auto ok = part.flush(); !ok && !own_error) own_error = asFetchError(ok.error());
         report();

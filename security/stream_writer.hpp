@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -62,8 +63,15 @@ public:
     /// on_checkpoint(0) says that no earlier checkpoint holds.
     [[nodiscard]] Status restart();
 
-    /// Stages bytes, writing each buffer that fills up.
+    /// Stages bytes, writing each buffer that fills up. Bytes that are already where prepare()
+    /// said the next ones go (a prefix of its span) are taken without a copy.
     [[nodiscard]] Status append(std::string_view bytes);
+
+    /// Where the next bytes go: room for 1 to max bytes in the staging buffer (max > 0), so that
+    /// a producer (a network read) can put them there and append() a prefix of it, saving a
+    /// copy. Waits like append() for the workers to release the buffer. Valid until the next
+    /// call of any other member.
+    [[nodiscard]] std::span<char> prepare(std::size_t max);
 
     /// Hands the staged bytes to the workers (hashed and written as they go); with direct
     /// writes, a last partial 4 KiB block stays staged. A write error is returned by the next

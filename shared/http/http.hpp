@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -147,6 +148,12 @@ using BodySink = std::function<Status(std::string_view chunk)>;
 /// Sees the status and header fields before any body byte reaches the sink (body_bytes is 0);
 /// an error stops the download and is returned.
 using HeadCheck = std::function<Status(const StreamResult& head)>;
+/// Lends the memory the next body bytes are read into: a span of at most max bytes (max > 0;
+/// an empty span: downloadTo()'s own buffer this time). The sink's next chunk is then a prefix
+/// of that span, so a sink that keeps the bytes finds them in place (StreamWriter::prepare()
+/// and append() take them without a copy). Used for bodies of a declared length; the span must
+/// stay valid until the sink is called or downloadTo() returns.
+using BodyBuffer = std::function<std::span<char>(std::size_t max)>;
 
 /// GET url (http:// or https://; https needs tls) with extra header fields, streaming a 2xx
 /// response body to sink chunk by chunk (the body is never held whole). Bodies of other
@@ -157,12 +164,14 @@ using HeadCheck = std::function<Status(const StreamResult& head)>;
 /// options.timeout bounds connecting and the wait for the header, then each wait for more body
 /// bytes (an idle timeout: a slow but steady download of any size succeeds);
 /// options.max_response_bytes is not used. A body that ends early is a kHttp error; the sink
-/// has seen everything that arrived.
+/// has seen everything that arrived. With body_buffer, a body of declared length is read into
+/// the memory it lends instead of a buffer of downloadTo()'s own.
 [[nodiscard]] Result<StreamResult> downloadTo(const std::string& url, const Headers& headers,
                                               const TlsClientOptions* tls,
                                               const ClientOptions& options, const BodySink& sink,
                                               std::uint64_t max_body,
-                                              const HeadCheck& on_head = {});
+                                              const HeadCheck& on_head = {},
+                                              const BodyBuffer& body_buffer = {});
 
 /// A persistent HTTP/1.1 connection over a Unix socket (keep-alive), synchronous. Not thread-safe.
 /// Each send() is bounded by options.timeout. When the server has closed the idle connection

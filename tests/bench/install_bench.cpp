@@ -149,6 +149,7 @@ int main(int argc, char** argv) {
         "127.0.0.1", 0, {pki.crt("server"), pki.key("server"), pki.crt("ca"), std::chrono::seconds(5)});
     if (!tls_port) die("listen with TLS: " + tls_port.error().what());
     std::thread serving([&loop] { loop.run(); });
+    ::pthread_setname_np(serving.native_handle(), "store");
     const auto http_url = fmt::format("http://127.0.0.1:{}/v1/artifacts/{}", *port, digest);
     const auto https_url = fmt::format("https://127.0.0.1:{}/v1/artifacts/{}", *tls_port, digest);
     const http::TlsClientOptions client_tls{pki.crt("ca"), pki.crt("client"), pki.key("client")};

@@ -308,11 +308,12 @@ public:
     /// then each wait for body bytes gets options.timeout, kept by an idle watchdog (one timer
     /// re-armed once per timeout, not per read: a read costs no timer operation). A 2xx body
     /// with a Content-Length is read straight into a large buffer (kBodyRead bytes per read
-    /// instead of the parser's 64 KiB) and handed to the sink from there; chunked or
-    /// close-delimited bodies go through the parser. Blocks until done.
+    /// instead of the parser's 64 KiB; into the memory body_buffer lends, if any) and handed
+    /// to the sink from there; chunked or close-delimited bodies go through the parser. Blocks
+    /// until done.
     StreamExchange runStreaming(const Message& message, const Connect& connect,
                                 const HeadCheck& on_head, const BodySink& sink,
-                                std::uint64_t max_body) {
+                                std::uint64_t max_body, const BodyBuffer& body_buffer) {
         using Clock = boost::asio::steady_timer::clock_type;
         StreamExchange x;
         bhttp::response_parser<SinkBody> parser;
@@ -326,7 +327,8 @@ public:
         std::function<void()> read_body;
         std::function<void()> read_raw;
         std::function<void()> watch;
-        std::unique_ptr<char[]> raw;     // the body buffer of the direct path
+        std::unique_ptr<char[]> raw;     // the direct path's own buffer, when not lent one
+        char* reading = nullptr;          // where the pending read of the direct path goes
         std::uint64_t raw_remaining = 0;  // body bytes the direct path still expects
 
         const auto finish = [&](beast::error_code ec) {
@@ -395,7 +397,7 @@ public:
             ++events;
             if (abandoned) return;
             last_activity = Clock::now();
-            if (!deliver(std::string_view(raw.get(), n))) return finish({});
+            if (!deliver(std::string_view(reading, n))) return finish({});
             if (raw_remaining == 0) return finish({});
             if (ec == boost::asio::error::eof) ec = bhttp::error::partial_message;
             if (ec) return finish(ec);
@@ -403,8 +405,16 @@ public:
         };
         read_raw = [&] {
             x.stage = "receive body";
-            const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(kBodyRead, raw_remaining));
-            stream_.async_read_some(boost::asio::buffer(raw.get(), want), onRaw);
+            auto want = static_cast<std::size_t>(std::min<std::uint64_t>(kBodyRead, raw_remaining));
+            const auto lent = body_buffer ? body_buffer(want) : std::span<char>();
+            if (!lent.empty()) {
+                reading = lent.data();
+                want = std::min(want, lent.size());
+            } else {  // nothing lent: a buffer of our own, as large as the first read (the largest)
+                if (!raw) raw = std::make_unique_for_overwrite<char[]>(want);
+                reading = raw.get();
+            }
+            stream_.async_read_some(boost::asio::buffer(reading, want), onRaw);
         };
         const auto onHeader = [&](beast::error_code ec, std::size_t) {
             ++events;
@@ -449,8 +459,6 @@ public:
                                              static_cast<std::size_t>(early)));
                 buffer_.consume(static_cast<std::size_t>(early));
                 if (!taken || raw_remaining == 0) return finish({});
-                raw = std::make_unique_for_overwrite<char[]>(
-                    static_cast<std::size_t>(std::min<std::uint64_t>(kBodyRead, raw_remaining)));
                 return read_raw();
             }
             // Beast reads at most the buffer's free capacity (at least 512 bytes, at most 64
@@ -711,7 +719,7 @@ Result<Response> requestTls(const std::string& method, const std::string& url,
 Result<StreamResult> downloadTo(const std::string& url, const Headers& headers,
                                 const TlsClientOptions* tls, const ClientOptions& options,
                                 const BodySink& sink, std::uint64_t max_body,
-                                const HeadCheck& on_head) {
+                                const HeadCheck& on_head, const BodyBuffer& body_buffer) {
     auto parsed = parseUrl(url, /*allow_http=*/true, /*allow_https=*/true);
     if (!parsed) return fail(std::move(parsed.error()));
     const std::string what = fmt::format("GET {}", url);
@@ -724,7 +732,7 @@ Result<StreamResult> downloadTo(const std::string& url, const Headers& headers,
         tcp::resolver resolver(channel.context());
         return toStreamResult(
             channel.runStreaming(*message, tcpConnect<TcpStream>(resolver, *parsed), on_head, sink,
-                                 max_body),
+                                 max_body, body_buffer),
             what);
     }
     if (tls == nullptr) {
@@ -736,7 +744,7 @@ Result<StreamResult> downloadTo(const std::string& url, const Headers& headers,
     if (!channel) return fail(std::move(channel.error()).wrap(what));
     tcp::resolver resolver((*channel)->context());
     auto exchange = (*channel)->runStreaming(*message, tcpConnect<TlsStream>(resolver, *parsed),
-                                             on_head, sink, max_body);
+                                             on_head, sink, max_body, body_buffer);
     explainHandshake(exchange, **channel);
     return toStreamResult(std::move(exchange), what);
 }

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -181,6 +182,51 @@ TEST_CASE("StreamWriter: direct writes give the same file, with an unaligned end
     REQUIRE(writer.append(std::string_view(data).substr(16384 + 777)));
     auto digest = writer.finish();
     ::close(fd);
+    REQUIRE(digest);
+    CHECK(*digest == sha256Hex(data));
+    CHECK(test::readFile(path) == data);
+}
+
+}  // namespace edge::security
+
+namespace edge::security {
+
+TEST_CASE("StreamWriter: bytes put where prepare() says are taken in place, among copied ones",
+          "[security]") {
+    const bool direct = GENERATE(false, true);
+    INFO("direct " << direct);
+    test::TempDir tmp;
+    const auto path = tmp.path() / "out";
+    const std::string data = pattern(10 * 8192 + 321);
+    File file(path);
+    StreamWriterOptions options;
+    options.chunk_size = 8192;
+    options.direct = direct;
+    StreamWriter writer(file.fd, path.string(), options);
+    std::size_t at = 0;
+    std::size_t in_place = 0;
+    for (int step = 0; at < data.size(); ++step) {
+        const std::size_t want = std::min<std::size_t>(data.size() - at, step % 3 == 2 ? 1234 : 5000);
+        if (step % 3 == 2) {  // a copied piece now and then
+            REQUIRE(writer.append(std::string_view(data).substr(at, want)));
+            at += want;
+            continue;
+        }
+        const auto room = writer.prepare(want);
+        REQUIRE_FALSE(room.empty());
+        CHECK(room.size() <= want);
+        CHECK(room.size() <= options.chunk_size);
+        // Fill the room, but hand over only part of it sometimes (a short network read).
+        const std::size_t got = step % 5 == 4 ? room.size() / 2 + 1 : room.size();
+        std::memcpy(room.data(), data.data() + at, got);
+        REQUIRE(writer.append(std::string_view(room.data(), got)));
+        if (step % 4 == 1) REQUIRE(writer.checkpoint());  // keeps a partial block when direct
+        in_place += got;
+        at += got;
+        CHECK(writer.size() == at);
+    }
+    CHECK(in_place > data.size() / 2);
+    auto digest = writer.finish();
     REQUIRE(digest);
     CHECK(*digest == sha256Hex(data));
     CHECK(test::readFile(path) == data);

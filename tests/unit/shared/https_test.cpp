@@ -13,6 +13,7 @@
 #include <functional>
 #include <fstream>
 #include <future>
+#include <span>
 #include <thread>
 
 #include "shared/http/beast/beast_server.hpp"
@@ -306,6 +307,68 @@ TEST_CASE("downloadTo: a file body streams to the sink in chunks, over HTTPS and
         CHECK(http::findHeader(res->headers, "Content-Length") == std::to_string(content.size()));
         CHECK(heads == 1);
         CHECK(chunks > 1);
+        CHECK(received == content);
+    }
+}
+
+TEST_CASE("downloadTo: a lent buffer receives the body in place, over HTTPS and HTTP",
+          "[http][tls]") {
+    Pki pki;
+    test::TempDir dir;
+    const std::string content = pattern((3u << 20) + 777);
+    test::writeFile(dir / "big.bin", content);
+    TlsRig rig(pki.server(), fileHandler(dir / "big.bin"));
+    const auto tls = pki.client();
+
+    for (const auto& url : {rig.https("/file"), rig.http("/file")}) {
+        INFO(url);
+        // The lender hands out at most 100000 bytes at a time, at a new place in its memory
+        // each time; every byte must arrive where it was read and in order.
+        std::string memory(content.size() + 4096, '\0');
+        std::size_t next = 0;                // where the next loan starts
+        std::span<char> loan;
+        std::size_t loans = 0;
+        std::size_t in_place = 0;            // bytes the sink found inside the last loan
+        std::string received;
+        const http::BodyBuffer lend = [&](std::size_t max) {
+            CHECK(max > 0);
+            ++loans;
+            loan = std::span<char>(memory.data() + next, std::min<std::size_t>(max, 100000));
+            return loan;
+        };
+        auto res = http::downloadTo(
+            url, {}, &tls, {},
+            [&](std::string_view chunk) {
+                if (!loan.empty() && chunk.data() == loan.data()) {
+                    CHECK(chunk.size() <= loan.size());
+                    in_place += chunk.size();
+                    next += chunk.size();
+                }
+                received.append(chunk);
+                return Status{};
+            },
+            content.size(), {}, lend);
+        INFO((res ? "" : res.error().what()));
+        REQUIRE(res);
+        CHECK(res->body_bytes == content.size());
+        CHECK(received == content);
+        CHECK(loans >= content.size() / 100000);
+        // Only what came with the header was read elsewhere (into the header's buffer).
+        CHECK(in_place + 64 * 1024 >= content.size());
+        CHECK(std::string_view(memory.data(), in_place) ==
+              std::string_view(content).substr(content.size() - in_place));
+    }
+
+    SECTION("a lender with nothing to lend: the body goes through a buffer of downloadTo's own") {
+        std::string received;
+        auto res = http::downloadTo(
+            rig.https("/file"), {}, &tls, {},
+            [&](std::string_view chunk) {
+                received.append(chunk);
+                return Status{};
+            },
+            content.size(), {}, [](std::size_t) { return std::span<char>(); });
+        REQUIRE(res);
         CHECK(received == content);
     }
 }
