@@ -208,7 +208,8 @@ Status StreamWriter::append(std::string_view bytes) {
         if (staged_ == 0) waitForNextBuffer();
         char* buffer = buffers_[filled_ % kBuffers].get();
         const std::size_t n = std::min(bytes.size(), options_.chunk_size - staged_);
-        if (bytes.data() != buffer + staged_) std::memcpy(buffer + staged_, bytes.data(), n);
+        // In place after prepare(); memmove, not memcpy: the bytes may come from this buffer.
+        if (bytes.data() != buffer + staged_) std::memmove(buffer + staged_, bytes.data(), n);
         staged_ += n;
         bytes.remove_prefix(n);
         if (staged_ == options_.chunk_size) {
@@ -221,7 +222,7 @@ Status StreamWriter::append(std::string_view bytes) {
 std::span<char> StreamWriter::prepare(std::size_t max) {
     if (staged_ == 0) waitForNextBuffer();
     char* buffer = buffers_[filled_ % kBuffers].get();
-    return {buffer + staged_, std::min(std::max<std::size_t>(max, 1), options_.chunk_size - staged_)};
+    return {buffer + staged_, std::min(max, options_.chunk_size - staged_)};
 }
 
 void StreamWriter::waitForNextBuffer() {

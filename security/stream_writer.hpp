@@ -67,10 +67,11 @@ public:
     /// said the next ones go (a prefix of its span) are taken without a copy.
     [[nodiscard]] Status append(std::string_view bytes);
 
-    /// Where the next bytes go: room for 1 to max bytes in the staging buffer (max > 0), so that
-    /// a producer (a network read) can put them there and append() a prefix of it, saving a
-    /// copy. Waits like append() for the workers to release the buffer. Valid until the next
-    /// call of any other member.
+    /// Where the next bytes go: room for at most max bytes in the staging buffer, so that a
+    /// producer (a network read) can put them there and append() a prefix of it, saving a copy.
+    /// Waits like append() for the workers to release the buffer. Empty only when max is 0 or
+    /// after a write error (a full buffer that could not be handed over). Valid until the next
+    /// call of any other member; only a prefix of it counts as in place.
     [[nodiscard]] std::span<char> prepare(std::size_t max);
 
     /// Hands the staged bytes to the workers (hashed and written as they go); with direct

@@ -361,7 +361,6 @@ public:
         const auto onBody = [&](beast::error_code ec, std::size_t) {
             ++events;
             if (abandoned) return;
-            last_activity = Clock::now();
             auto& target = parser.get().body();
             if (target.sink_error) {
                 x.error = std::move(*target.sink_error);
@@ -379,6 +378,8 @@ public:
         };
         read_body = [&] {
             x.stage = "receive body";
+            // The idle clock starts when the read does: time the sink took is not the server's.
+            last_activity = Clock::now();
             bhttp::async_read_some(stream_, buffer_, parser, onBody);
         };
         /// Hands body bytes to the sink (the direct path); false once the sink refused them.
@@ -396,7 +397,6 @@ public:
         const auto onRaw = [&](beast::error_code ec, std::size_t n) {
             ++events;
             if (abandoned) return;
-            last_activity = Clock::now();
             if (!deliver(std::string_view(reading, n))) return finish({});
             if (raw_remaining == 0) return finish({});
             if (ec == boost::asio::error::eof) ec = bhttp::error::partial_message;
@@ -414,6 +414,7 @@ public:
                 if (!raw) raw = std::make_unique_for_overwrite<char[]>(want);
                 reading = raw.get();
             }
+            last_activity = Clock::now();  // after the sink and the loan, which may wait for the disk
             stream_.async_read_some(boost::asio::buffer(reading, want), onRaw);
         };
         const auto onHeader = [&](beast::error_code ec, std::size_t) {
