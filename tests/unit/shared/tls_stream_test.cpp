@@ -70,6 +70,9 @@ struct Pair {
 TEST_CASE("tls::Stream: megabytes in odd pieces arrive whole and in order, then close_notify is eof",
           "[http][tls]") {
     Pair pair;
+    // The handshake read with the smallest receive buffer.
+    CHECK(pair.server->receiveBufferSize() == Tls::kReadChunk);
+    CHECK(pair.client->receiveBufferSize() == Tls::kReadChunk);
     const std::string sent = pattern((5u << 20) + 12345);
     // Writer: pieces of 1, 70000 and 1 MiB + 3 bytes, each async_write_some taking what it can.
     std::size_t offset = 0;
@@ -120,6 +123,10 @@ TEST_CASE("tls::Stream: megabytes in odd pieces arrive whole and in order, then 
     CHECK(end == asio::error::eof);  // the writer's close_notify
     // No write took more than the stream's batch, and a large one took a whole batch.
     CHECK(*std::max_element(write_sizes.begin(), write_sizes.end()) == Tls::kMaxWrite);
+    // Reads into 3 MiB grew the reader's receive buffer to its largest size, no further; the
+    // writer, which read only handshake and close_notify records, kept the smallest.
+    CHECK(pair.server->receiveBufferSize() == Tls::kMaxReadChunk);
+    CHECK(pair.client->receiveBufferSize() == Tls::kReadChunk);
 }
 
 TEST_CASE("tls::Stream: a connection cut without close_notify is stream_truncated, garbage is a "
