@@ -6,8 +6,9 @@
 // extra copy and one completion per 16 KiB record, which costs more CPU than the cipher on a
 // large download. Here OpenSSL reads records from, and writes them into, plain buffers (a BIO of
 // our own): a write seals up to kMaxWrite bytes into one buffer sent with one async_write; a
-// read takes up to kReadChunk bytes from the socket at once (up to kMaxReadChunk for a caller
-// that reads into buffers that large) and decrypts as many records as the caller's buffer holds. The interface is the part of ssl::stream that Beast and our adapters
+// read takes what fits the receive buffer (kReadChunk, grown up to kMaxReadChunk for a caller
+// that reads into buffers that large) from the socket at once and decrypts as many records as
+// the caller's buffer holds. The interface is the part of ssl::stream that Beast and our adapters
 // use (async_handshake, async_read_some, async_write_some, async_shutdown, native_handle,
 // next_layer), with the same errors: a peer's close_notify is asio::error::eof, a connection
 // that ends without one is ssl::error::stream_truncated, a TLS failure is an error of
@@ -62,10 +63,10 @@ public:
     using next_layer_type = NextLayer;
     using executor_type = typename NextLayer::executor_type;
 
-    /// Bytes read from the socket per call, at least (the receive buffer's first size).
+    /// The receive buffer's first size: what one socket read can take.
     static constexpr std::size_t kReadChunk = 128u << 10;
-    /// ... and at most: the receive buffer grows to the size of the largest read asked for, up
-    /// to this. Reading a large body 1 MiB per socket call instead of 128 KiB took about 15% off
+    /// Its largest: the buffer grows (never shrinks) to the size of the largest read asked for,
+    /// up to this. Reading a large body 1 MiB per socket call instead of 128 KiB took about 15% off
     /// the receiving side's CPU (install_bench, the stream path).
     static constexpr std::size_t kMaxReadChunk = 1u << 20;
     /// Plaintext sealed per async_write_some (the rest of a larger buffer is left to the next).
@@ -135,7 +136,7 @@ private:
 
     // Each step is called with the bytes it has moved so far and returns OpenSSL's result: > 0
     // once done, <= 0 with the reason in SSL_get_error().
-    // readAhead(): how many bytes the step would have the socket read at once.
+    // readAhead(): the smallest receive buffer the step wants when it waits for the socket.
     struct Handshake {
         int operator()(SSL* ssl, std::size_t&, RecordBuffers&) { return ::SSL_do_handshake(ssl); }
         std::size_t readAhead() const { return kReadChunk; }

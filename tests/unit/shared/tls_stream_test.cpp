@@ -94,13 +94,14 @@ TEST_CASE("tls::Stream: megabytes in odd pieces arrive whole and in order, then 
                                           write_next();
                                       });
     };
-    // Reader: buffers of 7 bytes, then 3 MiB, alternating.
+    // Reader: buffers of 3 MiB, then 7 bytes, alternating. The first read waits with nothing
+    // received yet, so it grows the receive buffer.
     std::string received;
     std::vector<char> buffer(3u << 20);
     boost::system::error_code end;
     std::size_t reads = 0;
     std::function<void()> read_next = [&] {
-        const std::size_t room = reads++ % 2 == 0 ? 7 : buffer.size();
+        const std::size_t room = reads++ % 2 == 0 ? buffer.size() : 7;
         pair.server->async_read_some(asio::buffer(buffer.data(), room),
                                      [&](boost::system::error_code ec, std::size_t n) {
                                          received.append(buffer.data(), n);
