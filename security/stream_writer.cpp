@@ -205,11 +205,10 @@ Status StreamWriter::restart() {
 
 Status StreamWriter::append(std::string_view bytes) {
     while (!bytes.empty()) {
-        if (staged_ == 0) waitForNextBuffer();
-        char* buffer = buffers_[filled_ % kBuffers].get();
-        const std::size_t n = std::min(bytes.size(), options_.chunk_size - staged_);
+        const auto room = prepare(bytes.size());
+        const std::size_t n = room.size();
         // In place after prepare(); memmove, not memcpy: the bytes may come from this buffer.
-        if (bytes.data() != buffer + staged_) std::memmove(buffer + staged_, bytes.data(), n);
+        if (bytes.data() != room.data()) std::memmove(room.data(), bytes.data(), n);
         staged_ += n;
         bytes.remove_prefix(n);
         if (staged_ == options_.chunk_size) {

@@ -136,17 +136,16 @@ private:
 
     // Each step is called with the bytes it has moved so far and returns OpenSSL's result: > 0
     // once done, <= 0 with the reason in SSL_get_error().
-    // readAhead(): the smallest receive buffer the step wants when it waits for the socket.
+    // A step may say readAhead(): the smallest receive buffer it wants when it waits for the
+    // socket (kReadChunk otherwise).
     struct Handshake {
         int operator()(SSL* ssl, std::size_t&, RecordBuffers&) { return ::SSL_do_handshake(ssl); }
-        std::size_t readAhead() const { return kReadChunk; }
     };
     struct Shutdown {
         int operator()(SSL* ssl, std::size_t&, RecordBuffers&) {
             const int r = ::SSL_shutdown(ssl);  // 0: ours is sent; then wait for the peer's
             return r == 0 ? ::SSL_shutdown(ssl) : r;
         }
-        std::size_t readAhead() const { return kReadChunk; }
     };
     /// Calls use(buffer) for each buffer of the sequence from byte `from` on (what comes before
     /// is cut off), while use returns true.
@@ -206,7 +205,6 @@ private:
             });
             return r;
         }
-        std::size_t readAhead() const { return kReadChunk; }
     };
 
     /// Runs a step: sends what it sealed, reads from the socket while it wants input, completes
@@ -277,19 +275,21 @@ private:
             switch (reason) {
                 case SSL_ERROR_WANT_READ: {
                     RecordBuffers& io = *stream->buffers_;
-                    if (io.in_pos == io.in_end) {
-                        io.in_pos = io.in_end = 0;
-                    } else if (io.in_pos > 0) {  // OpenSSL normally takes all; keep what it left
-                        std::memmove(io.in.get(), io.in.get() + io.in_pos, io.in_end - io.in_pos);
-                        io.in_end -= io.in_pos;
-                        io.in_pos = 0;
-                    }
-                    if (const std::size_t size = step.readAhead(); size > io.in_size) {
+                    // OpenSSL normally takes all; what it left moves to the front of the buffer
+                    // (into a larger one when the step wants more room).
+                    const std::size_t left = io.in_end - io.in_pos;
+                    std::size_t size = kReadChunk;
+                    if constexpr (requires { step.readAhead(); }) size = step.readAhead();
+                    if (size > io.in_size) {
                         auto larger = std::make_unique_for_overwrite<char[]>(size);
-                        if (io.in_end > 0) std::memcpy(larger.get(), io.in.get(), io.in_end);
+                        if (left > 0) std::memcpy(larger.get(), io.in.get() + io.in_pos, left);
                         io.in = std::move(larger);
                         io.in_size = size;
+                    } else if (left > 0 && io.in_pos > 0) {
+                        std::memmove(io.in.get(), io.in.get() + io.in_pos, left);
                     }
+                    io.in_pos = 0;
+                    io.in_end = left;
                     waiting = Waiting::kReceive;
                     waited = true;
                     auto room = boost::asio::buffer(io.in.get() + io.in_end, io.in_size - io.in_end);
