@@ -6,11 +6,12 @@
 #include "security/crypto.hpp"
 #include "security/errors.hpp"
 #include "shared/core/log.hpp"
+#include "shared/core/text.hpp"
 
 namespace edge::edged {
 
 std::string offlineWill(const std::string& device_id) {
-    return nlohmann::json{{"device", device_id}, {"state", "offline"}}.dump();
+    return jsonText(nlohmann::json{{"device", device_id}, {"state", "offline"}});
 }
 
 std::string errorCodeName(const Error& error) {
@@ -134,7 +135,7 @@ void EdgeAgent::stop() {
     if (mqtt_ == nullptr) return;
     if (mqtt_->connected()) {
         const auto topic = fmt::format("{}/dev/{}/status", settings_.topic_prefix, settings_.device_id);
-        (void)mqtt_->publish({topic, statusJson(false).dump(), 1, true});
+        (void)mqtt_->publish({topic, jsonText(statusJson(false)), 1, true});
     }
     mqtt_->stop();
 }
@@ -224,7 +225,7 @@ void EdgeAgent::rejected() {
 void EdgeAgent::publishStatus() {
     if (mqtt_ == nullptr || !mqtt_->connected()) return;  // republished on connect
     const auto topic = fmt::format("{}/dev/{}/status", settings_.topic_prefix, settings_.device_id);
-    if (auto st = mqtt_->publish({topic, statusJson(true).dump(), 1, true}); !st) {
+    if (auto st = mqtt_->publish({topic, jsonText(statusJson(true)), 1, true}); !st) {
         log::warn("status not published: {}", st.error().what());
     }
 }

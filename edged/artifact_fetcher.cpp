@@ -14,6 +14,9 @@
 #include <optional>
 
 #include "security/crypto.hpp"
+#include "shared/core/fs.hpp"
+#include "shared/core/log.hpp"
+#include "shared/core/text.hpp"
 #include "security/stream_writer.hpp"
 
 namespace edge::edged {
@@ -171,7 +174,8 @@ Status acceptHead(const http::StreamResult& head, security::StreamWriter& part,
         const auto range = field ? parseContentRange(*field) : std::nullopt;
         if (!range) {
             return fail(FetchErrc::kServer,
-                        fmt::format("206 with a bad Content-Range '{}'", field.value_or("")));
+                        fmt::format("206 with a bad Content-Range '{}'",
+                                    untrustedText(field.value_or(""))));
         }
         if (range->first != part.size()) {
             return fail(FetchErrc::kServer,
@@ -181,7 +185,7 @@ Status acceptHead(const http::StreamResult& head, security::StreamWriter& part,
         if ((range->total && *range->total != expected_size) || range->last >= expected_size) {
             return fail(FetchErrc::kSize,
                         fmt::format("the server has '{}', the artifact should have {} bytes",
-                                    *field, expected_size));
+                                    untrustedText(*field), expected_size));
         }
     } else {
         return fail(FetchErrc::kServer, fmt::format("unexpected status {}", head.status));
@@ -190,7 +194,7 @@ Status acceptHead(const http::StreamResult& head, security::StreamWriter& part,
         return fail(FetchErrc::kSize,
                     fmt::format("the server declares {} bytes from offset {}, the artifact "
                                 "has {} bytes",
-                                *length_field, part.size(), expected_size));
+                                untrustedText(*length_field), part.size(), expected_size));
     }
     return {};
 }
@@ -274,7 +278,7 @@ Status fetchInto(const std::string& url, std::uint64_t expected_size, security::
             if (auto ok = part.restart(); !ok) return fail(asFetchError(ok.error()));
         } else if (result && (result->status < 200 || result->status >= 300)) {
             return fail(FetchErrc::kServer, fmt::format("the server answered {}: {}", result->status,
-                                                        result->error_body.substr(0, 512)));
+                                                        untrustedText(result->error_body, 512)));
         } else if (result && part.size() < expected_size) {
             result = fail(FetchErrc::kSize, fmt::format("the body ended after {} of {} bytes",
                                                         part.size(), expected_size));
@@ -293,6 +297,28 @@ Status fetchInto(const std::string& url, std::uint64_t expected_size, security::
     return {};
 }
 
+bool holdsArtifact(const std::filesystem::path& file, std::string_view sha256, std::uint64_t size) {
+    const fs::UniqueFd owned(::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    const int fd = owned.get();
+    if (fd < 0) return false;
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || static_cast<std::uint64_t>(st.st_size) != size) {
+        return false;
+    }
+    ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    std::string buf(1u << 20, '\0');
+    security::Sha256Hasher hasher;
+    std::uint64_t done = 0;
+    while (done < size) {
+        const ssize_t n = ::read(fd, buf.data(), buf.size());
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;
+        hasher.update(std::string_view(buf.data(), static_cast<std::size_t>(n)));
+        done += static_cast<std::uint64_t>(n);
+    }
+    return done == size && hasher.finishHex() == sha256;
+}
+
 Status fetchArtifact(const std::string& url, std::string_view expected_sha256,
                      std::uint64_t expected_size, const std::filesystem::path& dest,
                      const http::TlsClientOptions* tls, const FetchProgressFn& progress,
@@ -308,16 +334,26 @@ Status fetchArtifact(const std::string& url, std::string_view expected_sha256,
         return fail(FetchErrc::kInvalidArgument, fmt::format("{}: no destination file", what));
     }
     const std::filesystem::path part_path = dest.string() + ".part";
-    PartFile part(part_path);
-    if (auto ok = part.open(expected_size); !ok) return failed(asFetchError(ok.error()));
-    const std::uint64_t resumed_from = part.writer().size();
-    if (auto ok = fetchInto(url, expected_size, part.writer(), tls, progress, options); !ok) {
-        return failed(std::move(ok.error()));
-    }
-    auto digest = part.writer().finish();
-    if (!digest) return failed(asFetchError(digest.error()));
-    if (*digest != expected_sha256) {
+    std::uint64_t resumed_from = 0;
+    for (bool again = false;; again = true) {
+        PartFile part(part_path);
+        if (auto ok = part.open(expected_size); !ok) return failed(asFetchError(ok.error()));
+        resumed_from = part.writer().size();
+        if (auto ok = fetchInto(url, expected_size, part.writer(), tls, progress, options); !ok) {
+            return failed(std::move(ok.error()));
+        }
+        auto digest = part.writer().finish();
+        if (!digest) return failed(asFetchError(digest.error()));
+        if (*digest == expected_sha256) break;
         ::unlink(part_path.c_str());
+        if (resumed_from > 0 && !again) {
+            // The kept bytes were not the artifact's (a power cut can leave stale blocks in a
+            // file that was not synced yet): once more from byte 0 before blaming the server.
+            log::warn("{}: the {} bytes downloaded have sha256 {}, expected {}; the {} bytes "
+                      "kept from before were not right: downloading again from byte 0",
+                      what, expected_size, *digest, expected_sha256, resumed_from);
+            continue;
+        }
         return failed(Error(FetchErrc::kDigest,
                             fmt::format("the {} bytes downloaded have sha256 {}, expected {}; "
                                         "the partial file was removed",

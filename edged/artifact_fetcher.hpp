@@ -55,7 +55,8 @@ struct FetchOptions {
 /// ever written: a declared length that does not match, or a body that goes on (an endless
 /// stream), fails with kSize. Once expected_size bytes are in hand, the .part is fsynced, its
 /// SHA-256 compared with expected_sha256, and only then renamed to dest (and the directory
-/// fsynced). On a digest mismatch the .part is deleted (kDigest) and dest is untouched.
+/// fsynced). On a digest mismatch the .part is deleted and, when the download continued bytes
+/// kept from before, done once more from byte 0; else (or again) kDigest, dest untouched.
 /// A .part larger than expected_size is discarded. tls: for https:// URLs (CA, client cert).
 /// Blocking (network, disk, hashing): run it on a worker thread.
 [[nodiscard]] Status fetchArtifact(const std::string& url, std::string_view expected_sha256,
@@ -63,6 +64,11 @@ struct FetchOptions {
                                    const http::TlsClientOptions* tls,
                                    const FetchProgressFn& progress = {},
                                    const FetchOptions& options = {});
+
+/// True when file is a regular file (not a symlink) of exactly size bytes whose SHA-256 is
+/// sha256: a download a crash left complete need not be fetched again. Hashes the whole file.
+[[nodiscard]] bool holdsArtifact(const std::filesystem::path& file, std::string_view sha256,
+                                 std::uint64_t size);
 
 /// The transfer loop of fetchArtifact() over any StreamWriter (a .part file, a firmware slot):
 /// continues at out.size() with "Range: bytes=<size>-" (a 200 answer restarts out from zero),

@@ -25,6 +25,7 @@
 #include "shared/core/config.hpp"
 #include "shared/core/fs.hpp"
 #include "shared/core/log.hpp"
+#include "shared/core/text.hpp"
 #include "shared/loop/asio/asio_event_loop.hpp"
 #include "shared/mqtt/paho/paho_client.hpp"
 #include "shared/store/lmdb/lmdb_store.hpp"
@@ -471,7 +472,7 @@ int run(const EdgedConfig& cfg) {
                 http::Response response;
                 response.status = 200;
                 response.content_type = "application/json";
-                response.body = (r.path == "/v1/models" ? models->list() : ota.statusJson()).dump();
+                response.body = jsonText(r.path == "/v1/models" ? models->list() : ota.statusJson());
                 return response;
             }
             return enforcement.service().handle(r);

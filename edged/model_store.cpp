@@ -15,6 +15,7 @@
 
 #include "firmware/command.hpp"
 #include "shared/core/log.hpp"
+#include "shared/core/text.hpp"
 
 namespace edge::edged {
 
@@ -203,7 +204,7 @@ struct ModelStore::Record {
             j["activating"] = {{"new", versionJson(activating->next)},
                                {"old", optionalJson(activating->old)}};
         }
-        return j.dump();
+        return jsonText(j);
     }
 
     [[nodiscard]] static Result<Record> parse(std::string_view name, std::string_view text) {
@@ -454,6 +455,8 @@ Status ModelStore::reconcile() {
     }
     return collectGarbage();
 }
+
+Status ModelStore::validate(const ModelVersion& m) { return checkVersion(m); }
 
 Status ModelStore::stage(const ModelVersion& model, const std::filesystem::path& verified_file) {
     if (auto st = checkVersion(model); !st) return fail(std::move(st.error()).wrap("stage model"));

@@ -129,6 +129,10 @@ public:
     ModelStore& operator=(const ModelStore&) = delete;
     ~ModelStore() = default;
 
+    /// kInvalidArgument when m's name, digest or version is not one this store takes (the rules
+    /// above). The OTA plan asks before it downloads, so nothing is fetched that stage() refuses.
+    [[nodiscard]] static Status validate(const ModelVersion& m);
+
     /// Takes a file the fetcher already verified (digest and size) into blobs/<m.sha256> by
     /// rename (or, across filesystems, by a copy through a tmp file), makes it 0444, fsyncs it
     /// and the directory, and records m as staged. If the blob is already there with the right

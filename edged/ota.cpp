@@ -2,9 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "firmware/command.hpp"
 #include "shared/compress/zstd_file.hpp"
 #include "shared/core/log.hpp"
+#include "shared/core/text.hpp"
 #include "shared/policy/engine.hpp"
 #include "shared/policy/value.hpp"
 
@@ -153,6 +156,7 @@ void OtaManager::loadOutcome() {
         return;
     }
     status_["bundle_version"] = j.value("bundle_version", json(nullptr));
+    content_ = j.value("content", std::string());
     if (j.contains("domains")) status_["domains"] = j["domains"];
     if (j.contains("reasons")) status_["reasons"] = j["reasons"];
 }
@@ -162,10 +166,11 @@ void OtaManager::persistOutcome() {
     {
         const std::lock_guard lock(mu_);
         outcome = {{"bundle_version", status_["bundle_version"]},
+                   {"content", content_},
                    {"domains", status_["domains"]},
                    {"reasons", status_["reasons"]}};
     }
-    if (auto st = store_.putOne(kOtaDb, kOutcomeKey, outcome.dump()); !st) {
+    if (auto st = store_.putOne(kOtaDb, kOutcomeKey, jsonText(outcome)); !st) {
         log::warn("ota: plan outcome not stored: {}", st.error().what());
     }
 }
@@ -196,18 +201,10 @@ void OtaManager::run(firmware::HealthCheck health) {
             }
         }
         if (r.state == firmware::UpdateState::kRebooting) setDomain("firmware", "rebooting");
-        if (firmware::isFinal(r.state)) {
-            std::error_code ec;
-            // Installed or abandoned: the image is not needed any more.
-            for (const auto& entry : std::filesystem::directory_iterator(settings_.downloads_dir, ec)) {
-                if (entry.path().filename().string().starts_with("firmware-")) {
-                    std::filesystem::remove(entry.path(), ec);
-                }
-            }
-        }
         persistOutcome();
         changed();
     }
+    removeUnwantedDownloads();
     reportRunning();
     std::unique_lock lock(mu_);
     std::optional<Plan> retry;
@@ -229,6 +226,48 @@ void OtaManager::run(firmware::HealthCheck health) {
     }
 }
 
+void OtaManager::removeUnwantedDownloads() {
+    // Kept: what the applied bundle still asks for and this device does not have yet, so that an
+    // interrupted download goes on from its .part after a restart, and a whole one is not fetched
+    // again. A firmware image an update in progress installs from is kept as well.
+    std::shared_ptr<const bundle::Bundle> wanted;
+    {
+        const std::lock_guard lock(mu_);
+        if (pending_) wanted = pending_->bundle;
+    }
+    std::vector<std::string> keep;
+    if (wanted) {
+        for (const auto& a : wanted->artifacts) {
+            keep.push_back(fmt::format("{}-{}", bundle::kindName(a.kind), a.sha256));
+        }
+    }
+    if (parts_.updater != nullptr) {
+        const auto* r = &parts_.updater->record();
+        if (!firmware::isFinal(r->state) && !r->image_path.empty()) {
+            keep.push_back(std::filesystem::path(r->image_path).filename().string());
+        }
+        // Installed, or failed and not to be tried again by this bundle: not needed.
+        const auto* fw = wanted ? wanted->firmware() : nullptr;
+        if (fw != nullptr && firmware::isFinal(r->state) &&
+            (fw->version == r->current_version || fw->version == r->last_failed_version)) {
+            std::erase(keep, fmt::format("firmware-{}", fw->sha256));
+        }
+    }
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(settings_.downloads_dir, ec)) {
+        const auto name = entry.path().filename().string();
+        if (!name.starts_with("firmware-") && !name.starts_with("model-")) continue;
+        const bool kept = std::any_of(keep.begin(), keep.end(), [&](const std::string& k) {
+            // The file itself, or its .part, .zst or .zst.part.
+            return name == k || (name.starts_with(k) && name[k.size()] == '.');
+        });
+        if (kept) continue;
+        std::error_code removed;
+        std::filesystem::remove(entry.path(), removed);
+        if (!removed) log::info("ota: removed the download '{}', no longer needed", name);
+    }
+}
+
 void OtaManager::reportRunning() {
     if (parts_.updater != nullptr) {
         const auto& r = parts_.updater->record();
@@ -246,10 +285,23 @@ void OtaManager::reportRunning() {
 }
 
 bool OtaManager::execute(const bundle::Bundle& b) {
+    // A bundle re-signed with the same content (the control plane does so before one expires)
+    // is the same plan: it goes on where it is, and what failed is not tried again.
+    const auto content = b.contentDigest();
     bool same_plan = false;
+    bool reissued = false;
     {
         const std::lock_guard lock(mu_);
         same_plan = status_["bundle_version"] == json(b.version);
+        reissued = !same_plan && !content_.empty() && content_ == content;
+        if (reissued) status_["bundle_version"] = b.version;
+        content_ = content;
+    }
+    if (reissued) {
+        log::info("ota: bundle v{} has the content of the plan in force: nothing new to apply", b.version);
+        persistOutcome();
+        changed();
+        same_plan = true;
     }
     auto domainState = [this](const char* d) {
         const std::lock_guard lock(mu_);
@@ -296,11 +348,16 @@ FetchProgressFn OtaManager::progressReporter(const std::string& kind, const std:
                                              const std::string& version) {
     return [this, kind, name, version, started = clock_.now()](const FetchProgress& p) {
         const auto elapsed = std::chrono::duration<double>(clock_.now() - started).count();
-        const double rate = elapsed > 0 ? static_cast<double>(p.done - p.resumed_from) / elapsed : 0.0;
+        // This run's bytes: all of done when the server started the file over (a 200 to a range
+        // request), which leaves done below resumed_from.
+        const std::uint64_t fresh = p.done >= p.resumed_from ? p.done - p.resumed_from : p.done;
+        // No rate from the first 100 ms; bounded so that the conversions below stay defined.
+        const double rate = elapsed >= 0.1 ? std::min(static_cast<double>(fresh) / elapsed, 1e15) : 0.0;
+        const std::uint64_t left = p.total > p.done ? p.total - p.done : 0;
         json d = {{"kind", kind},       {"name", name},     {"version", version},
                   {"done", p.done},     {"total", p.total}, {"resumed_from", p.resumed_from},
                   {"rate_bytes_per_s", static_cast<std::uint64_t>(rate)}};
-        d["eta_s"] = rate > 0 ? json(static_cast<std::uint64_t>(static_cast<double>(p.total - p.done) / rate))
+        d["eta_s"] = rate > 0 ? json(static_cast<std::uint64_t>(std::min(static_cast<double>(left) / rate, 1e15)))
                               : json(nullptr);
         const std::lock_guard lock(mu_);
         status_["download"] = std::move(d);
@@ -339,6 +396,10 @@ Status OtaManager::download(const bundle::Artifact& a, const std::filesystem::pa
     const auto progress = progressReporter(kind, a.name, a.version);
     // A zstd artifact is fetched as the compressed file (bound by its own digest and size), then
     // decompressed, bounded and hashed, into dest.
+    if (holdsArtifact(dest, a.sha256, a.size)) {
+        log::info("{} {} {}: the whole download is already here ('{}')", kind, a.name, a.version, dest.string());
+        return {};
+    }
     const bool zstd = a.compression == "zstd";
     const auto fetched = zstd ? std::filesystem::path(dest.string() + ".zst") : dest;
     const ArtifactRef ref{settings_.artifact_base + a.url, zstd ? a.transfer_sha256 : a.sha256,
@@ -352,10 +413,15 @@ Status OtaManager::download(const bundle::Artifact& a, const std::filesystem::pa
     if (!st) return fail(std::move(st.error()).wrap(fmt::format("download {} {} {}", kind, a.name, a.version)));
     if (zstd) {
         auto unpacked = compress::decompressZstd(fetched, dest, a.sha256, a.size);
+        if (!unpacked && unpacked.error().code() == SharedErrc::kIo) {
+            // The disk (full, failing), not the artifact: tried again later from the kept .zst.
+            return fail(std::move(unpacked.error()).wrap(fmt::format("unpack {} {} {}", kind, a.name, a.version)));
+        }
         std::error_code ec;
         std::filesystem::remove(fetched, ec);
         if (!unpacked) {
-            // Not what the bundle binds: final for this bundle, like a wrong digest.
+            // Not what the bundle binds (corrupt, too large, another digest): final for this
+            // bundle, like a wrong digest.
             return fail(FetchErrc::kDigest, fmt::format("{} {} {}: {}", kind, a.name, a.version, unpacked.error().what()));
         }
     }
@@ -409,6 +475,11 @@ std::optional<std::string> OtaManager::doModels(const bundle::Bundle& b) {
         auto active = parts_.models->active(a->name);
         if (active && *active && (*active)->sha256 == a->sha256) continue;  // already in force
         const ModelVersion version{a->name, a->version, a->sha256, a->size, a->provenance, 0};
+        if (auto valid = ModelStore::validate(version); !valid) {
+            // The store would refuse it after the download: say so before fetching anything.
+            failures.push_back(fmt::format("model {}: {}", a->name, valid.error().what()));
+            continue;
+        }
         // Policy before bytes: a denied model is never downloaded.
         if (auto allowed = provenanceAllows(b, *a); !allowed) {
             const auto reason = fmt::format("model {} {}: {}", a->name, a->version, allowed.error().what());
@@ -431,6 +502,8 @@ std::optional<std::string> OtaManager::doModels(const bundle::Bundle& b) {
         }
         setDomain("models", "activating");
         if (auto st = parts_.models->stage(version, file); !st) {
+            std::error_code ec;
+            std::filesystem::remove(file, ec);
             failures.push_back(fmt::format("model {} {}: stage: {}", a->name, a->version, st.error().what()));
             continue;
         }
@@ -489,28 +562,33 @@ std::optional<std::string> OtaManager::doFirmware(const bundle::Bundle& b) {
         setDomain("firmware", "done");
         return std::nullopt;
     }
-    // The version that failed last is tried again only for a newer bundle than the one that
-    // asked for it then.
+    // The version that failed last is tried again only for a newer bundle, with other content,
+    // than the one that asked for it then.
     bool retry_failed = false;
     if (fw->version == r.last_failed_version) {
         std::uint64_t asked_by = 0;
+        std::string asked_content;
         if (auto stored = store_.getOne(kOtaDb, kFirmwareRequestKey); stored && *stored) {
             auto j = json::parse(**stored, nullptr, false);
-            if (j.is_object() && j.value("version", "") == fw->version) asked_by = j.value("bundle_version", 0ull);
+            if (j.is_object() && j.value("version", "") == fw->version) {
+                asked_by = j.value("bundle_version", 0ull);
+                asked_content = j.value("content", "");
+            }
         }
-        if (b.version <= asked_by) {
+        // Newer means newer content too: a re-signed copy of the same bundle does not ask again.
+        if (b.version <= asked_by || (!asked_content.empty() && asked_content == b.contentDigest())) {
             setDomain("firmware", "failed",
-                      fmt::format("firmware {} failed before ({}); a newer bundle must ask for it again",
+                      fmt::format("firmware {} failed before ({}); a newer bundle with other content must ask for it again",
                                   fw->version, r.reason));
             return std::nullopt;
         }
         retry_failed = true;
     }
     setDomain("firmware", "downloading");
-    const json request = {{"bundle_version", b.version}, {"version", fw->version}};
+    const json request = {{"bundle_version", b.version}, {"version", fw->version}, {"content", b.contentDigest()}};
     if (settings_.stream_firmware && fw->compression.empty()) {
         if (!artifactStoreConfigured()) return std::string(kNoArtifactStore);  // nothing started
-        if (auto st = store_.putOne(kOtaDb, kFirmwareRequestKey, request.dump()); !st) return st.error().what();
+        if (auto st = store_.putOne(kOtaDb, kFirmwareRequestKey, jsonText(request)); !st) return st.error().what();
         // The image goes straight into the inactive slot; Installing is persisted before its
         // first byte, and the slot is armed only once its size and digest are right.
         return firmwareStarted(updater->startStreamed({fw->version, fw->sha256, fw->size}, fw->url, retry_failed), {});
@@ -525,7 +603,7 @@ std::optional<std::string> OtaManager::doFirmware(const bundle::Bundle& b) {
         return st.error().what();
     }
     if (stopRequested()) return "stopped";
-    if (auto st = store_.putOne(kOtaDb, kFirmwareRequestKey, request.dump()); !st) return st.error().what();
+    if (auto st = store_.putOne(kOtaDb, kFirmwareRequestKey, jsonText(request)); !st) return st.error().what();
     setDomain("firmware", "installing");
     // Persist "rebooting" first: once the reboot is requested the process may stop at any time,
     // and after it the plan is finished by afterBoot(), not repeated.

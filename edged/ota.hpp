@@ -15,7 +15,8 @@
 // (network, artifact store) are retried every retry_interval; a refusal (policy, digest, health)
 // is final for that bundle version and is reported with its reason. The plan's outcome is kept
 // in LMDB (db "ota"), so a restart neither repeats a finished plan nor forgets its result.
-// A failed firmware version is tried again only when a newer bundle asks for it.
+// A bundle with the content of the plan in force (re-signed before it expires) is the same plan.
+// A failed firmware version is tried again only when a newer bundle, with other content, asks.
 //
 // statusJson() is safe from any thread (the loop reads it for status reports and the API).
 #include <condition_variable>
@@ -152,6 +153,9 @@ private:
         if (on_installed_) on_installed_(kind, name, version, sha256);
     }
     void reportRunning();
+    /// At start: deletes downloads (firmware-*, model-*, with their .part and .zst files) that
+    /// the applied bundle no longer needs.
+    void removeUnwantedDownloads();
 
     mutable std::mutex mu_;
     std::condition_variable cv_;
@@ -159,6 +163,7 @@ private:
     bool stopping_ = false;
     std::string firmware_name_ = "firmware";  // the bundle's name of the image (worker thread)
     nlohmann::json status_;        // guarded by mu_
+    std::string content_;          // guarded by mu_: the content digest of the plan in status_
     std::thread worker_;
 };
 

@@ -12,27 +12,14 @@
 #include <cstring>
 
 #include "firmware/errors.hpp"
+#include "shared/core/fs.hpp"
 
 extern char** environ;
 
 namespace edge::firmware {
 namespace {
 
-class Fd {
-public:
-    explicit Fd(int fd = -1) : fd_(fd) {}
-    ~Fd() { reset(); }
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-    int get() const { return fd_; }
-    void reset() {
-        if (fd_ >= 0) ::close(fd_);
-        fd_ = -1;
-    }
-
-private:
-    int fd_;
-};
+using Fd = fs::UniqueFd;
 
 // Owns the spawn attributes and file actions.
 struct SpawnSetup {

@@ -13,29 +13,12 @@
 
 #include "firmware/errors.hpp"
 #include "security/crypto.hpp"
+#include "shared/core/fs.hpp"
 
 namespace edge::firmware {
 namespace {
 
-class Fd {
-public:
-    explicit Fd(int fd) : fd_(fd) {}
-    ~Fd() {
-        if (fd_ >= 0) ::close(fd_);
-    }
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-    int get() const { return fd_; }
-    /// close() reports deferred write errors on some filesystems: check it for the slot.
-    int close() {
-        const int rc = ::close(fd_);
-        fd_ = -1;
-        return rc;
-    }
-
-private:
-    int fd_;
-};
+using Fd = fs::UniqueFd;
 
 std::unexpected<Error> ioError(std::string_view what, const std::filesystem::path& path) {
     return fail(FirmwareErrc::kIo,

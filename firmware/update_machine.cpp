@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "firmware/errors.hpp"
+#include "shared/core/text.hpp"
 
 namespace edge::firmware {
 namespace {
@@ -61,7 +62,7 @@ std::string toJson(const UpdateRecord& r) {
         {"last_failed_version", r.last_failed_version},
         {"current_version", r.current_version},
     };
-    return j.dump();
+    return jsonText(j);
 }
 
 Result<UpdateRecord> parseUpdateRecord(std::string_view text) {

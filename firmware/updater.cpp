@@ -7,6 +7,7 @@
 #include "firmware/command.hpp"
 #include "firmware/errors.hpp"
 #include "security/crypto.hpp"
+#include "shared/core/text.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -60,9 +61,12 @@ Status Updater::continueInstall() {
     if (!boot) return fail(std::move(boot.error()).wrap("continue firmware install"));
     if (!resumed_) {
         // The first time in this run counts as a resume (the loop guard sees a daemon that
-        // keeps dying while it streams); retries within the run after a network failure don't.
+        // keeps dying while it streams) unless the stream got further since the last restart;
+        // retries within the run after a network failure don't count.
         resumed_ = true;
-        if (auto st = resume(); !st) return st;
+        if (!progressedSinceLastRun()) {
+            if (auto st = resume(); !st) return st;
+        }
     }
     if (auto ran = run(boot->booted, {}); !ran) return ran;
     if (record().state == UpdateState::kFailed) {
@@ -244,15 +248,34 @@ std::uint64_t Updater::loadCheckpoint() const {
     }
 }
 
+bool Updater::progressedSinceLastRun() {
+    const auto bytes = loadCheckpoint();  // 0 unless it is this update's
+    std::uint64_t before = 0;
+    if (bytes > 0) {
+        if (auto stored = store_->getOne(kFirmwareDb, kStreamCheckpointKey); stored && *stored) {
+            const auto j = nlohmann::json::parse(**stored, nullptr, false);
+            const auto it = j.is_object() ? j.find("resumed_at") : j.end();
+            if (j.is_object() && it != j.end() && it->is_number_unsigned()) before = it->get<std::uint64_t>();
+        }
+    }
+    resumed_at_ = bytes;
+    if (bytes <= before) return false;
+    saveCheckpoint(bytes);  // now with resumed_at: the next restart compares with this one
+    return true;
+}
+
 void Updater::saveCheckpoint(std::uint64_t durable) {
     const auto& r = record();
-    const nlohmann::json j = {
-        {"sha256", r.target.sha256}, {"slot", slotName(r.target_slot)}, {"bytes", durable}};
+    const nlohmann::json j = {{"sha256", r.target.sha256},
+                              {"slot", slotName(r.target_slot)},
+                              {"bytes", durable},
+                              {"resumed_at", resumed_at_}};
     // Losing one only costs a longer resume.
-    [[maybe_unused]] auto ignored = store_->putOne(kFirmwareDb, kStreamCheckpointKey, j.dump());
+    [[maybe_unused]] auto ignored = store_->putOne(kFirmwareDb, kStreamCheckpointKey, jsonText(j));
 }
 
 void Updater::clearCheckpoint() {
+    resumed_at_ = 0;
     [[maybe_unused]] auto ignored = store_->write(
         [](store::WriteTxn& txn) { return txn.del(kFirmwareDb, kStreamCheckpointKey); });
 }

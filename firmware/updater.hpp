@@ -123,7 +123,9 @@ public:
     /// Goes on with a streamed install that a transient failure or a restart stopped (state
     /// Installing; afterBoot leaves a streamed install for this call, so that the plan decides
     /// whether the image is still wanted): same results as startStreamed(). The first call in a
-    /// run counts as a Resume for the loop guard. kBadTransition in any other state.
+    /// run counts as a Resume for the loop guard, unless the durable checkpoint got further than
+    /// at the run before: a long download through many power cuts goes on, a daemon that dies at
+    /// the same place every time is stopped. kBadTransition in any other state.
     [[nodiscard]] Status continueInstall();
     /// Set before start/afterBoot; afterBoot resumes a streamed install with it.
     void setImageStreamer(ImageStreamer streamer) { streamer_ = std::move(streamer); }
@@ -158,6 +160,9 @@ private:
     [[nodiscard]] std::uint64_t loadCheckpoint() const;
     void saveCheckpoint(std::uint64_t durable);
     void clearCheckpoint();
+    /// For continueInstall()'s first call in a run: whether the checkpoint is further than at
+    /// the previous run's first call (which the checkpoint remembers, as resumed_at).
+    [[nodiscard]] bool progressedSinceLastRun();
 
     UpdateMachine machine_;
     BootControl* boot_;
@@ -169,6 +174,7 @@ private:
     ImageStreamer streamer_;
     store::Store* store_;
     bool resumed_ = false;  // continueInstall() fired its Resume in this run
+    std::uint64_t resumed_at_ = 0;  // the checkpoint at this run's first continueInstall()
 };
 
 }  // namespace edge::firmware

@@ -12,6 +12,7 @@
 #include <zstd.h>
 
 #include "security/crypto.hpp"
+#include "shared/core/fs.hpp"
 
 namespace edge::compress {
 
@@ -23,19 +24,7 @@ struct DctxDeleter {
     void operator()(ZSTD_DCtx* d) const { ZSTD_freeDCtx(d); }
 };
 
-class Fd {
-public:
-    explicit Fd(int fd) : fd_(fd) {}
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-    ~Fd() {
-        if (fd_ >= 0) ::close(fd_);
-    }
-    [[nodiscard]] int get() const { return fd_; }
-
-private:
-    int fd_;
-};
+using Fd = fs::UniqueFd;
 
 std::unexpected<Error> ioError(const std::string& what, const std::filesystem::path& path) {
     return fail(SharedErrc::kIo, fmt::format("{} '{}': {}", what, path.string(), std::strerror(errno)));

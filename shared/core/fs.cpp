@@ -13,6 +13,17 @@
 #include <fmt/format.h>
 
 namespace edge::fs {
+
+void UniqueFd::reset(int fd) noexcept {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+}
+
+int UniqueFd::close() noexcept {
+    const int rc = fd_ >= 0 ? ::close(fd_) : 0;
+    fd_ = -1;
+    return rc;
+}
 namespace {
 
 std::unexpected<Error> ioError(std::string_view what, const std::filesystem::path& path) {

@@ -8,12 +8,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <cctype>
 #include <future>
 #include <mutex>
 #include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "controlplane/artifact_store.hpp"
 #include "edged/artifact_fetcher.hpp"
@@ -24,6 +27,7 @@
 #include "tests/support/test_pki.hpp"
 #include "tests/support/ports.hpp"
 #include "tests/support/temp_dir.hpp"
+#include "tests/unit/edged/store_rig.hpp"
 
 using namespace edge;
 namespace fs = std::filesystem;
@@ -39,62 +43,7 @@ std::string pattern(std::size_t n, unsigned seed = 7) {
 }
 
 using Pki = test::TestPki;
-
-/// An ArtifactStore behind a BeastHttpServer (plain and, with a Pki, mutual TLS); records the
-/// Range field and peer CN of each request.
-struct StoreRig {
-    ArtifactStore& store;
-    AsioEventLoop loop;
-    http::BeastHttpServer server;
-    std::mutex mutex;
-    std::vector<std::string> ranges;  // "" when a request had none
-    std::vector<std::string> peers;
-    std::atomic<bool> ignore_range{false};
-    int port = 0;
-    int tls_port = 0;
-    std::thread thread;
-
-    explicit StoreRig(ArtifactStore& s, const Pki* pki = nullptr)
-        : store(s), server(loop, [this](const http::Request& r) {
-              auto request = r;
-              {
-                  std::lock_guard lock(mutex);
-                  ranges.push_back(http::findHeader(r.headers, "Range").value_or(""));
-                  peers.push_back(r.peer_cn);
-              }
-              if (ignore_range) request.headers.clear();
-              return store.handle(request);
-          }) {
-        auto bound = server.listen("127.0.0.1", 0);
-        REQUIRE(bound);
-        port = *bound;
-        if (pki != nullptr) {
-            auto tls = server.listenTls("127.0.0.1", 0, pki->server());
-            REQUIRE(tls);
-            tls_port = *tls;
-        }
-        thread = std::thread([this] { loop.run(); });
-        std::promise<void> running;
-        loop.post([&] { running.set_value(); });
-        running.get_future().wait();
-    }
-    ~StoreRig() {
-        loop.post([this] { server.stop(); });
-        loop.stop();
-        thread.join();
-    }
-    std::string url(std::string_view digest) const {
-        return "http://127.0.0.1:" + std::to_string(port) + "/v1/artifacts/" + std::string(digest);
-    }
-    std::string httpsUrl(std::string_view digest) const {
-        return "https://127.0.0.1:" + std::to_string(tls_port) + "/v1/artifacts/" +
-               std::string(digest);
-    }
-    std::vector<std::string> seenRanges() {
-        std::lock_guard lock(mutex);
-        return ranges;
-    }
-};
+using test::StoreRig;
 
 /// A raw TCP server on a loopback port: for each connection, reads the request head and hands
 /// it with the socket to serve(fd, head, index). Records every head.
@@ -542,17 +491,26 @@ TEST_CASE("fetchArtifact: after a restart, the .part of the previous run is cont
         CHECK(test::readFile(dest) == content);
         CHECK(rig.seenRanges().empty());
     }
-    SECTION("a corrupt prefix fails the digest, is removed, and the next call starts over") {
+    SECTION("a corrupt prefix fails the digest, so the download is done once more from byte 0") {
         std::string corrupt = content.substr(0, 5000);
         corrupt[42] ^= 1;
         test::writeFile(part, corrupt);
-        auto res = edged::fetchArtifact(rig.url(digest), digest, content.size(), dest, nullptr);
+        auto ok = edged::fetchArtifact(rig.url(digest), digest, content.size(), dest, nullptr);
+        INFO((ok ? "" : ok.error().what()));
+        REQUIRE(ok);
+        CHECK(test::readFile(dest) == content);
+        CHECK_FALSE(fs::exists(part));
+        CHECK(rig.seenRanges() == std::vector<std::string>{"bytes=5000-", ""});
+    }
+    SECTION("a kept prefix and a digest the server's bytes never have: once more from 0, then kDigest") {
+        test::writeFile(part, content.substr(0, 5000));
+        const auto wrong = security::sha256Hex("something else");
+        auto res = edged::fetchArtifact(rig.url(digest), wrong, content.size(), dest, nullptr);
         REQUIRE_FALSE(res);
         CHECK(res.error().code() == FetchErrc::kDigest);
         CHECK_FALSE(fs::exists(part));
         CHECK_FALSE(fs::exists(dest));
-        REQUIRE(edged::fetchArtifact(rig.url(digest), digest, content.size(), dest, nullptr));
-        CHECK(test::readFile(dest) == content);
+        CHECK(rig.seenRanges() == std::vector<std::string>{"bytes=5000-", ""});
     }
     SECTION("a .part longer than the artifact is discarded") {
         test::writeFile(part, content + "extra");
@@ -560,6 +518,64 @@ TEST_CASE("fetchArtifact: after a restart, the .part of the previous run is cont
         CHECK(test::readFile(dest) == content);
         CHECK(rig.seenRanges() == std::vector<std::string>{""});
     }
+}
+
+TEST_CASE("fetchArtifact: a server's error page and header values reach the message escaped",
+          "[artifacts]") {
+    // Bytes that are not UTF-8 (and control characters) in what a server sends must not reach
+    // logs or the JSON that status and LMDB records are made of: nlohmann::json throws on them.
+    test::TempDir dir;
+    const std::string page = std::string(510, 'x') + "\xe2\x82\xac tail\n\xff";
+    const std::string range = "bytes \xff\xfe";  // Beast refuses control characters itself
+    RawServer server([&](int fd, const std::string& head, int) {
+        std::string reply;
+        if (head.find("Range:") == std::string::npos) {
+            reply = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: " + std::to_string(page.size()) +
+                    "\r\nConnection: close\r\n\r\n" + page;
+        } else {
+            reply = "HTTP/1.1 206 Partial Content\r\nContent-Range: " + range +
+                    "\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
+        }
+        RawServer::sendAll(fd, reply);
+    });
+    const auto digest = security::sha256Hex("whatever");
+    const auto printable = [](const std::string& text) {
+        return std::all_of(text.begin(), text.end(), [](char c) {
+            return static_cast<unsigned char>(c) >= 0x20 && static_cast<unsigned char>(c) < 0x7f;
+        });
+    };
+
+    auto page_error = edged::fetchArtifact(server.url(), digest, 100, dir / "a.bin", nullptr);
+    REQUIRE_FALSE(page_error);
+    CHECK(page_error.error().code() == FetchErrc::kServer);
+    const auto what = page_error.error().what();
+    CHECK_THAT(what, Catch::Contains("503") && Catch::Contains("xx\\xe2\\x82..."));
+    CHECK(printable(what));
+    CHECK_NOTHROW(nlohmann::json(what).dump());
+
+    test::writeFile(dir / "b.bin.part", "12345");
+    auto range_error = edged::fetchArtifact(server.url(), digest, 100, dir / "b.bin", nullptr);
+    REQUIRE_FALSE(range_error);
+    const auto range_what = range_error.error().what();
+    CHECK_THAT(range_what, Catch::Contains("bad Content-Range 'bytes \\xff\\xfe'"));
+    CHECK(printable(range_what));
+}
+
+TEST_CASE("holdsArtifact: only a regular file of the right size and digest", "[artifacts]") {
+    test::TempDir dir;
+    const std::string content = pattern(3 * 1024 * 1024 + 17);
+    const auto digest = security::sha256Hex(content);
+    test::writeFile(dir / "a.bin", content);
+    CHECK(edged::holdsArtifact(dir / "a.bin", digest, content.size()));
+    CHECK_FALSE(edged::holdsArtifact(dir / "a.bin", digest, content.size() + 1));
+    CHECK_FALSE(edged::holdsArtifact(dir / "a.bin", security::sha256Hex("other"), content.size()));
+    CHECK_FALSE(edged::holdsArtifact(dir / "missing.bin", digest, content.size()));
+    std::string flipped = content;
+    flipped[content.size() - 1] ^= 1;
+    test::writeFile(dir / "b.bin", flipped);
+    CHECK_FALSE(edged::holdsArtifact(dir / "b.bin", digest, content.size()));
+    fs::create_symlink(dir / "a.bin", dir / "link.bin");
+    CHECK_FALSE(edged::holdsArtifact(dir / "link.bin", digest, content.size()));
 }
 
 TEST_CASE("fetchArtifact: multi-MiB artifacts arrive whole, fresh, resumed or restarted",
@@ -599,14 +615,16 @@ TEST_CASE("fetchArtifact: multi-MiB artifacts arrive whole, fresh, resumed or re
         CHECK(seen.front().resumed_from == prefix);
         CHECK(rig.seenRanges() == std::vector<std::string>{"bytes=" + std::to_string(prefix) + "-"});
     }
-    SECTION("a corrupt byte deep in a multi-MiB .part fails the digest") {
+    SECTION("a corrupt byte deep in a multi-MiB .part fails the digest: downloaded again whole") {
         std::string corrupt = content.substr(0, (2u << 20) + 5);
         corrupt[(1u << 20) + 3] ^= 1;
         test::writeFile(part, corrupt);
-        auto res = edged::fetchArtifact(rig.url(digest), digest, content.size(), dest, nullptr);
-        REQUIRE_FALSE(res);
-        CHECK(res.error().code() == FetchErrc::kDigest);
+        auto ok = edged::fetchArtifact(rig.url(digest), digest, content.size(), dest, nullptr);
+        INFO((ok ? "" : ok.error().what()));
+        REQUIRE(ok);
+        CHECK(test::readFile(dest) == content);
         CHECK_FALSE(fs::exists(part));
+        CHECK(rig.seenRanges() == std::vector<std::string>{"bytes=" + std::to_string((2u << 20) + 5) + "-", ""});
     }
     SECTION("a server that ignores Range restarts a multi-MiB .part from zero") {
         rig.ignore_range = true;

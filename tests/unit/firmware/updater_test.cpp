@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 
 #include "firmware/errors.hpp"
@@ -430,6 +431,68 @@ TEST_CASE("Updater: a transient streaming failure stays Installing and resumes f
     CHECK(readFile(dev.slots.b) == img.bytes);
     CHECK(settle(dev, true).running == Slot::kB);
     CHECK(test::recordOf(dev).state == UpdateState::kCommitted);
+}
+
+TEST_CASE("Updater: a restart mid-stream counts for the loop guard only when the stream got no further",
+          "[firmware]") {
+    TempDir tmp;
+    Device dev(tmp.path());
+    dev.stream = true;
+    dev.direct_io = false;  // the durable end is exactly where the bytes stop
+    settle(dev, true);
+    const auto img = dev.image("BOOTS-OK", "2.0");  // 64 KiB
+    // Each run of the daemon streams up to `step` bytes further, then the power goes.
+    std::size_t step = 0;
+    const auto streamer = [&](const UpdateRecord& r, security::StreamWriter& out) -> std::expected<void, StreamFailure> {
+        const auto bytes = readFile(r.image_url);
+        const auto end = std::min<std::size_t>(bytes.size(), std::max<std::size_t>(out.size() + step, 4096));
+        if (auto ok = out.append(std::string_view(bytes).substr(out.size(), end - out.size())); !ok) {
+            return std::unexpected(StreamFailure{ok.error(), true});
+        }
+        if (end < bytes.size()) return std::unexpected(StreamFailure{Error(SharedErrc::kHttp, "power cut"), true});
+        return {};
+    };
+    const auto runUntilSettled = [&] {
+        int runs = 1;
+        auto first = test::withDaemon(dev, nullptr, [&](Updater& u) {
+            u.setImageStreamer(streamer);
+            [[maybe_unused]] auto st = u.startStreamed(img.spec, img.file.string());
+            return Status{};
+        });
+        REQUIRE(first);
+        while (test::recordOf(dev).state == UpdateState::kInstalling) {
+            REQUIRE(++runs < 64);
+            auto run = test::withDaemon(dev, nullptr, [&](Updater& u) {
+                u.setImageStreamer(streamer);
+                if (auto st = u.afterBoot(dev.health()); !st) return st;
+                [[maybe_unused]] auto st = u.continueInstall();
+                return Status{};
+            });
+            INFO(what(run));
+            REQUIRE(run);
+        }
+        return runs;
+    };
+
+    SECTION("2 KiB further each run: 32 runs, twice the guard's bound, and the update goes on") {
+        step = 2048;
+        CHECK(runUntilSettled() == 31);  // the first run brings 4 KiB
+        CHECK(test::recordOf(dev).state == UpdateState::kRebooting);
+        CHECK(test::recordOf(dev).transitions < UpdateMachine::kMaxTransitions);
+        CHECK(readFile(dev.slots.b) == img.bytes);
+        CHECK(settle(dev, true).running == Slot::kB);
+        CHECK(test::recordOf(dev).state == UpdateState::kCommitted);
+    }
+    SECTION("never further than 4 KiB: the loop guard stops it, and slot A stays") {
+        step = 0;
+        // Start, one run that got the first 4 KiB durable, then one Resume per run to the bound.
+        CHECK(runUntilSettled() == UpdateMachine::kMaxTransitions + 2);
+        const auto rec = test::recordOf(dev);
+        CHECK(rec.state == UpdateState::kFailed);
+        CHECK_THAT(rec.reason, Catch::Contains("loop guard"));
+        CHECK(test::bootStateOf(dev).attemptsLeft(Slot::kB) == 0);
+        checkBackOnOldSlot(dev, settle(dev, true));
+    }
 }
 
 TEST_CASE("Updater: a slot changed behind a checkpoint is streamed again from byte 0, never booted as is",
