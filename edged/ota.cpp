@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <set>
+#include <utility>
 
 #include "firmware/command.hpp"
 #include "shared/compress/zstd_file.hpp"
@@ -311,7 +313,11 @@ bool OtaManager::execute(const bundle::Bundle& b) {
         {
             const std::lock_guard lock(mu_);
             status_["bundle_version"] = b.version;
-            status_["domains"] = {{"policies", "done"}, {"models", "pending"}, {"firmware", "pending"}};
+            // The agent holds a bundle's policies back until its models are settled.
+            const bool models = std::any_of(b.artifacts.begin(), b.artifacts.end(), [](const bundle::Artifact& a) {
+                return a.kind == bundle::ArtifactKind::kModel;
+            });
+            status_["domains"] = {{"policies", models ? "pending" : "done"}, {"models", "pending"}, {"firmware", "pending"}};
             status_["reasons"] = json::object();
         }
         persistOutcome();
@@ -329,6 +335,10 @@ bool OtaManager::execute(const bundle::Bundle& b) {
     }
     if (transient || stopRequested()) return false;
     if (on_models_settled_) loop_.post([fn = on_models_settled_, version = b.version] { fn(version); });
+    if (domainState("policies") != "done") {
+        setDomain("policies", "done");
+        persistOutcome();
+    }
     const auto fw = domainState("firmware");
     if (fw != "done" && fw != "failed" && fw != "none" && fw != "rebooting") {
         if (auto err = doFirmware(b)) {
@@ -469,7 +479,20 @@ std::optional<std::string> OtaManager::doModels(const bundle::Bundle& b) {
         setDomain("models", "failed", "this device has no model store");
         return std::nullopt;
     }
+    // Digests the store already holds, staged (verified by an earlier pass that then stopped)
+    // or kept as a previous version: not downloaded again.
+    std::set<std::pair<std::string, std::string>> held;
+    for (const auto& m : parts_.models->list().value("models", json::array())) {
+        for (const char* group : {"staged", "previous"}) {
+            for (const auto& v : m.value(group, json::array())) {
+                held.emplace(m.value("name", ""), v.value("sha256", ""));
+            }
+        }
+    }
+    // First every model's bytes, verified and staged; only then does any of them switch, so a
+    // download that fails half-way leaves every model as it was.
     std::vector<std::string> failures;
+    std::vector<const bundle::Artifact*> to_switch;
     for (const auto* a : wanted) {
         if (stopRequested()) return "stopped";
         auto active = parts_.models->active(a->name);
@@ -488,25 +511,31 @@ std::optional<std::string> OtaManager::doModels(const bundle::Bundle& b) {
             failures.push_back(reason);
             continue;
         }
-        setDomain("models", "downloading");
-        const auto file = settings_.downloads_dir / fmt::format("model-{}", a->sha256);
-        if (auto st = download(*a, file); !st) {
-            // Digest or size errors mean the store serves something else: final for this bundle.
-            if (st.error().code().category() == fetchCategory() &&
-                (st.error().code() == FetchErrc::kDigest || st.error().code() == FetchErrc::kSize)) {
-                (void)parts_.models->reject(version, st.error().what());
-                failures.push_back(st.error().what());
+        if (!held.contains({a->name, a->sha256})) {
+            setDomain("models", "downloading");
+            const auto file = settings_.downloads_dir / fmt::format("model-{}", a->sha256);
+            if (auto st = download(*a, file); !st) {
+                // Digest or size errors mean the store serves something else: final for this bundle.
+                if (st.error().code().category() == fetchCategory() &&
+                    (st.error().code() == FetchErrc::kDigest || st.error().code() == FetchErrc::kSize)) {
+                    (void)parts_.models->reject(version, st.error().what());
+                    failures.push_back(st.error().what());
+                    continue;
+                }
+                return st.error().what();
+            }
+            if (auto st = parts_.models->stage(version, file); !st) {
+                std::error_code ec;
+                std::filesystem::remove(file, ec);
+                failures.push_back(fmt::format("model {} {}: stage: {}", a->name, a->version, st.error().what()));
                 continue;
             }
-            return st.error().what();
         }
-        setDomain("models", "activating");
-        if (auto st = parts_.models->stage(version, file); !st) {
-            std::error_code ec;
-            std::filesystem::remove(file, ec);
-            failures.push_back(fmt::format("model {} {}: stage: {}", a->name, a->version, st.error().what()));
-            continue;
-        }
+        to_switch.push_back(a);
+    }
+    if (!to_switch.empty()) setDomain("models", "activating");
+    for (const auto* a : to_switch) {
+        if (stopRequested()) return "stopped";
         auto outcome = parts_.models->activate(a->name, a->sha256);
         if (!outcome) {
             failures.push_back(fmt::format("model {} {}: activate: {}", a->name, a->version, outcome.error().what()));

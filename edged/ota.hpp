@@ -2,10 +2,13 @@
 // OtaManager: carries out the artifacts of the applied bundle (issue 6) on one worker thread.
 //
 // Each applied bundle is a plan with three domains, done in this order:
-//   policies  switched by the agent when it applied the bundle (always "done" here);
+//   policies  switched by the agent once the bundle's models are settled: "pending" until then
+//             (when the bundle has models), then "done";
 //   models    per model: the provenance policy first (no download for a denied model), then
-//             download (resumable, size-bounded, digest-checked), stage, activate atomically
-//             with the readiness check, which rolls back on failure;
+//             download (resumable, size-bounded, digest-checked) and stage. Only when every
+//             model's bytes are verified and staged does each switch, atomically, with the
+//             readiness check, which rolls back on failure: a download that fails half-way
+//             leaves every model as it was;
 //   firmware  last, because it reboots: Updater::startStreamed (the image goes from the
 //             store straight into the inactive slot, checkpointed for resume, checked, armed
 //             once, reboot requested), or with firmware.download: cache (and for zstd images)

@@ -27,7 +27,7 @@
 #include "tests/support/test_pki.hpp"
 #include "tests/support/ports.hpp"
 #include "tests/support/temp_dir.hpp"
-#include "tests/unit/edged/store_rig.hpp"
+#include "tests/unit/edged/artifact_servers.hpp"
 
 using namespace edge;
 namespace fs = std::filesystem;
@@ -43,75 +43,8 @@ std::string pattern(std::size_t n, unsigned seed = 7) {
 }
 
 using Pki = test::TestPki;
+using test::RawServer;
 using test::StoreRig;
-
-/// A raw TCP server on a loopback port: for each connection, reads the request head and hands
-/// it with the socket to serve(fd, head, index). Records every head.
-class RawServer {
-public:
-    using Serve = std::function<void(int fd, const std::string& head, int index)>;
-
-    explicit RawServer(Serve serve) : serve_(std::move(serve)) {
-        listen_fd_ = test::listenLoopback(port_, 8);
-        thread_ = std::thread([this] { run(); });
-    }
-    ~RawServer() {
-        stop_ = true;
-        thread_.join();
-        ::close(listen_fd_);
-    }
-    std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/artifact"; }
-    std::vector<std::string> heads() {
-        std::lock_guard lock(mutex_);
-        return heads_;
-    }
-
-    static bool sendAll(int fd, std::string_view data) {
-        while (!data.empty()) {
-            const auto n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-            if (n <= 0) return false;
-            data.remove_prefix(static_cast<std::size_t>(n));
-        }
-        return true;
-    }
-    /// The N in "Range: bytes=N-", or 0.
-    static std::size_t rangeStart(const std::string& head) {
-        const auto at = head.find("Range: bytes=");
-        return at == std::string::npos ? 0 : std::stoul(head.substr(at + 13));
-    }
-
-private:
-    void run() {
-        for (int index = 0; !stop_;) {
-            pollfd pfd{listen_fd_, POLLIN, 0};
-            if (::poll(&pfd, 1, 50) <= 0) continue;
-            const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-            if (fd < 0) continue;
-            std::string head;
-            char buffer[4096];
-            while (head.find("\r\n\r\n") == std::string::npos) {
-                const auto n = ::recv(fd, buffer, sizeof(buffer), 0);
-                if (n <= 0) break;
-                head.append(buffer, static_cast<std::size_t>(n));
-            }
-            {
-                std::lock_guard lock(mutex_);
-                heads_.push_back(head);
-            }
-            serve_(fd, head, index++);
-            ::shutdown(fd, SHUT_RDWR);
-            ::close(fd);
-        }
-    }
-
-    Serve serve_;
-    int listen_fd_ = -1;
-    int port_ = 0;
-    std::atomic<bool> stop_{false};
-    std::mutex mutex_;
-    std::vector<std::string> heads_;
-    std::thread thread_;
-};
 
 /// Serves content like an artifact store would (200, or 206 for a Range), but the first
 /// `cut_connections` connections end after `cut_after` body bytes.

@@ -3,8 +3,10 @@
 // of done.
 #include "edged/ota.hpp"
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <memory>
 #include <thread>
@@ -18,7 +20,7 @@
 #include "tests/fakes/fake_rebooter.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/temp_dir.hpp"
-#include "tests/unit/edged/store_rig.hpp"
+#include "tests/unit/edged/artifact_servers.hpp"
 
 using namespace edge;
 using namespace std::chrono_literals;
@@ -51,12 +53,16 @@ struct Device {
         REQUIRE(boot.simulateBoot());
     }
 
-    /// Runs the daemon's OTA part: start(applied), then each of `later` in turn once the plan
-    /// before it settled (settled(status) says when), then stops. Returns the last status.
-    nlohmann::json run(std::shared_ptr<const bundle::Bundle> applied,
-                       const std::function<bool(const nlohmann::json&)>& settled,
-                       const std::vector<std::pair<std::shared_ptr<const bundle::Bundle>,
-                                                   std::function<bool(const nlohmann::json&)>>>& later = {}) {
+    using Settled = std::function<bool(const nlohmann::json&)>;
+    struct Step {
+        std::shared_ptr<const bundle::Bundle> bundle;  // applied before waiting; null: none
+        Settled settled;
+    };
+
+    /// Runs the daemon's OTA part: start(applied), then each step in turn (its bundle applied,
+    /// then its condition awaited), then stops. Returns the last status.
+    nlohmann::json run(std::shared_ptr<const bundle::Bundle> applied, const Settled& settled,
+                       const std::vector<Step>& later = {}) {
         auto db = store::LmdbStore::open(dir / "db");
         REQUIRE(db);
         SystemClock clock;
@@ -76,7 +82,9 @@ struct Device {
         auto updater = firmware::Updater::open(**db, boot, rebooter, clock, config, ota.updaterHooks());
         REQUIRE(updater);
         edged::HttpArtifactFetcher fetcher(std::nullopt);
-        ota.setParts({&fetcher, &*updater, nullptr});
+        auto models = edged::ModelStore::open(dir / "models", **db, {clock, 2, {}, 30s, {}});
+        REQUIRE(models);
+        ota.setParts({&fetcher, &*updater, &*models});
         ota.start(std::move(applied), {});
         const auto wait = [&](const std::function<bool(const nlohmann::json&)>& done) {
             const bool ok = test::waitUntil([&] { return done(ota.statusJson()); }, 20s);
@@ -84,9 +92,9 @@ struct Device {
             REQUIRE(ok);
         };
         wait(settled);
-        for (const auto& [bundle, done] : later) {
-            ota.bundleApplied(bundle);
-            wait(done);
+        for (const auto& step : later) {
+            if (step.bundle) ota.bundleApplied(step.bundle);
+            wait(step.settled);
         }
         ota.stop();
         return ota.statusJson();
@@ -228,4 +236,157 @@ TEST_CASE("OtaManager: a cached firmware download survives a restart: its .part 
     CHECK_FALSE(fs::exists(stale_image));
     CHECK_FALSE(fs::exists(stale_model));
     CHECK(fs::exists(unrelated));
+}
+
+TEST_CASE("OtaManager: models switch only once every model's bytes are verified; the policies wait for them",
+          "[ota]") {
+    test::TempDir dir;
+    StoredImage detector(dir.path() / "a", pattern(200000, 7));
+    const auto tracker = pattern(150000, 9);
+    const auto tracker_sha = security::sha256Hex(tracker);
+    test::writeFile(dir / "tracker.onnx", tracker);
+    test::StoreRig rig(detector.store);  // the tracker is not in the store yet: 404
+    Device dev(dir / "device", "http://127.0.0.1:" + std::to_string(rig.port));
+
+    auto b = std::make_shared<bundle::Bundle>();
+    b->device_id = "edge-1";
+    b->version = 1;
+    b->policies["provenance.rego"] =
+        "package provenance\nimport rego.v1\n"
+        "deny contains msg if {\n  input.model.provenance.fairness < 0.8\n  msg := \"unfair\"\n}\n";
+    const auto model = [](std::string name, const std::string& sha, std::size_t size) {
+        bundle::Artifact a{bundle::ArtifactKind::kModel, std::move(name), "1", sha, size, "/v1/artifacts/" + sha};
+        a.provenance = {{"fairness", 0.9}};
+        return a;
+    };
+    b->artifacts = {model("detector", detector.sha, detector.image.size()), model("tracker", tracker_sha, tracker.size())};
+
+    const auto modelEntry = [](const nlohmann::json& s, const std::string& name) {
+        for (const auto& m : s.value("models", nlohmann::json::array())) {
+            if (m.value("name", "") == name) return m;
+        }
+        return nlohmann::json();
+    };
+    nlohmann::json while_missing;
+    const auto status = dev.run(
+        b,
+        [&](const nlohmann::json& s) {
+            if (s["domains"]["models"] != "retrying") return false;
+            while_missing = s;
+            // Now the store gets the tracker; the next retry finds it.
+            REQUIRE(detector.store.add(dir / "tracker.onnx"));
+            return true;
+        },
+        {{nullptr, [](const nlohmann::json& s) { return s["domains"]["models"] == "done"; }}});
+
+    INFO(while_missing.dump());
+    // The detector's bytes were verified and staged, but nothing switched while the tracker's
+    // download failed, and the bundle's policies waited.
+    CHECK_THAT(while_missing["reasons"]["models"].get<std::string>(), Catch::Contains("404"));
+    CHECK(while_missing["domains"]["policies"] == "pending");
+    const auto waiting = modelEntry(while_missing, "detector");
+    CHECK(waiting["active"].is_null());
+    REQUIRE(waiting["staged"].size() == 1);
+    CHECK(waiting["staged"][0]["sha256"] == detector.sha);
+
+    INFO(status.dump());
+    CHECK(status["domains"]["policies"] == "done");
+    CHECK(modelEntry(status, "detector")["active"]["sha256"] == detector.sha);
+    CHECK(modelEntry(status, "tracker")["active"]["sha256"] == tracker_sha);
+    CHECK(test::readFile(dev.dir / "models/current/tracker") == tracker);
+    // The staged detector was not downloaded again on the retry.
+    CHECK(rig.requestsFor("/v1/artifacts/" + detector.sha) == 1);
+    CHECK(rig.requestsFor("/v1/artifacts/" + tracker_sha) >= 2);
+}
+
+TEST_CASE("OtaManager: a download shows its bytes, rate and ETA in the status while it runs", "[ota]") {
+    test::TempDir dir;
+    const auto image = pattern(4u << 20, 11);
+    const auto sha = security::sha256Hex(image);
+    constexpr std::size_t kStall = (5u << 20) / 2;  // 2.5 MiB, then the server waits
+    std::atomic<bool> go_on{false};
+    // 256 KiB every 50 ms up to the stall, then the rest once the test lets it go.
+    test::RawServer server([&](int fd, const std::string&, int) {
+        test::RawServer::sendAll(fd, "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(image.size()) +
+                                         "\r\nConnection: close\r\n\r\n");
+        for (std::size_t at = 0; at < kStall; at += 256u << 10) {
+            if (!test::RawServer::sendAll(fd, std::string_view(image).substr(at, 256u << 10))) return;
+            std::this_thread::sleep_for(50ms);
+        }
+        for (int i = 0; i < 400 && !go_on; ++i) std::this_thread::sleep_for(25ms);
+        test::RawServer::sendAll(fd, std::string_view(image).substr(kStall));
+    });
+    const auto base = server.url().substr(0, server.url().find("/artifact"));
+    Device dev(dir / "device", base);
+    auto b = firmwareBundle(1, sha, image.size());
+    b->artifacts[0].url = "/artifact";
+
+    nlohmann::json during;
+    const auto status = dev.run(
+        b,
+        [&](const nlohmann::json& s) {
+            if (!s["download"].is_object() || s["download"]["done"] != 2u << 20) return false;
+            during = s;
+            go_on = true;
+            return true;
+        },
+        {{nullptr, [](const nlohmann::json& s) { return firmwareState(s) == "rebooting"; }}});
+    INFO(during.dump());
+    const auto& d = during["download"];
+    CHECK(d["kind"] == "firmware");
+    CHECK(d["name"] == "rootfs");
+    CHECK(d["version"] == "2.0");
+    CHECK(d["total"] == image.size());
+    CHECK(d["resumed_from"] == 0);
+    CHECK(during["domains"]["firmware"] == "downloading");
+    // 2 MiB took at least 7 sends 50 ms apart: at most about 6 MB/s.
+    const auto rate = d["rate_bytes_per_s"].get<std::uint64_t>();
+    CHECK(rate > 0);
+    CHECK(rate <= (2u << 20) * 1000 / 350);
+    REQUIRE(d["eta_s"].is_number());
+    const auto expected_eta = static_cast<double>(image.size() - (2u << 20)) / static_cast<double>(rate);
+    CHECK(std::abs(d["eta_s"].get<double>() - expected_eta) <= 1.0);
+    INFO(status.dump());
+    CHECK(status["download"].is_null());
+    CHECK(test::readFile(dev.slots.b).substr(0, image.size()) == image);
+}
+
+TEST_CASE("OtaManager: an endless stream or a wrong declared size ends on slot A with the reason in the status",
+          "[ota]") {
+    test::TempDir dir;
+    const auto image = pattern(300000, 13);
+    const auto sha = security::sha256Hex(image);
+    const bool endless = GENERATE(true, false);
+    INFO("endless: " << endless);
+    test::RawServer server([&](int fd, const std::string&, int) {
+        if (endless) {
+            // No length, and bytes for as long as anyone reads.
+            test::RawServer::sendAll(fd, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + image);
+            const std::string more(64u << 10, 'x');
+            for (int i = 0; i < 2000 && test::RawServer::sendAll(fd, more); ++i) {
+            }
+        } else {
+            test::RawServer::sendAll(fd, "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(image.size() + 100) +
+                                             "\r\nConnection: close\r\n\r\n" + image + std::string(100, 'x'));
+        }
+    });
+    const auto base = server.url().substr(0, server.url().find("/artifact"));
+    Device dev(dir / "device", base);
+    dev.stream = GENERATE(true, false);
+    INFO("streamed: " << dev.stream);
+    auto b = firmwareBundle(1, sha, image.size());
+    b->artifacts[0].url = "/artifact";
+    const auto status = dev.run(b, [](const nlohmann::json& s) { return s["domains"]["firmware"] == "failed"; });
+    INFO(status.dump());
+    const auto reason = status["reasons"]["firmware"].get<std::string>();
+    CHECK_THAT(reason, endless ? Catch::Contains("more than the declared 300000 bytes")
+                               : Catch::Contains("declares 300100 bytes"));
+    CHECK(server.heads().size() == 1);  // final: not tried again
+    firmware::FileBootControl boot(dev.dir / "bootenv", dev.dir / "booted");
+    const auto state = boot.state();
+    REQUIRE(state);
+    CHECK(state->primary() == firmware::Slot::kA);
+    CHECK(state->attemptsLeft(firmware::Slot::kB) == 0);
+    CHECK(test::readFile(dev.slots.a) == "factory image A");
+    CHECK_FALSE(fs::exists(dev.downloads / ("firmware-" + sha)));
 }
