@@ -31,6 +31,32 @@ json firmwareJson(const firmware::UpdateRecord& r) {
             {"last_failed_version", r.last_failed_version}};
 }
 
+/// Which bundle asked last for a firmware version (the request is stored when its install
+/// starts): a failed version is tried again only for a newer bundle with other content.
+struct FirmwareRequest {
+    std::uint64_t bundle_version = 0;
+    std::string version;
+    std::string content;  // the bundle's content digest; "" in records from before it was kept
+};
+
+std::optional<FirmwareRequest> loadFirmwareRequest(const store::Store& store) {
+    auto stored = store.getOne(kOtaDb, kFirmwareRequestKey);
+    if (!stored || !*stored) return std::nullopt;
+    const auto j = json::parse(**stored, nullptr, false);
+    if (!j.is_object()) return std::nullopt;
+    try {
+        return FirmwareRequest{j.value("bundle_version", std::uint64_t{0}), j.value("version", ""),
+                               j.value("content", "")};
+    } catch (const json::exception&) {
+        return std::nullopt;  // mistyped: as if none
+    }
+}
+
+/// The request r is the bundle b asking (a re-signed copy included).
+bool askedBy(const FirmwareRequest& r, const bundle::Bundle& b) {
+    return b.version <= r.bundle_version || (!r.content.empty() && r.content == b.contentDigest());
+}
+
 }  // namespace
 
 OtaManager::OtaManager(EventLoop& loop, const Clock& clock, store::Store& store, OtaSettings settings)
@@ -193,6 +219,11 @@ void OtaManager::run(firmware::HealthCheck health) {
             status_["firmware"] = firmwareJson(r);
             const auto domain = status_["domains"].value("firmware", std::string("none"));
             if (firmware::isFinal(r.state) && (domain == "rebooting" || domain == "installing")) {
+                // The update ended: the cached image it installed from is not needed any more.
+                if (!r.image_path.empty()) {
+                    std::error_code ec;
+                    std::filesystem::remove(r.image_path, ec);
+                }
                 const bool ok = r.state == firmware::UpdateState::kCommitted;
                 status_["domains"]["firmware"] = ok ? "done" : "failed";
                 if (ok) {
@@ -248,10 +279,14 @@ void OtaManager::removeUnwantedDownloads() {
         if (!firmware::isFinal(r->state) && !r->image_path.empty()) {
             keep.push_back(std::filesystem::path(r->image_path).filename().string());
         }
-        // Installed, or failed and not to be tried again by this bundle: not needed.
+        // Installed, or failed under this very bundle (which will not try it again): not needed.
+        // A version that failed under an older bundle may be on its way again (a cached retry
+        // whose download was cut): kept.
         const auto* fw = wanted ? wanted->firmware() : nullptr;
-        if (fw != nullptr && firmware::isFinal(r->state) &&
-            (fw->version == r->current_version || fw->version == r->last_failed_version)) {
+        const auto request = loadFirmwareRequest(store_);
+        const bool failed_here = fw != nullptr && fw->version == r->last_failed_version && request &&
+                                 request->version == fw->version && askedBy(*request, *wanted);
+        if (fw != nullptr && firmware::isFinal(r->state) && (fw->version == r->current_version || failed_here)) {
             std::erase(keep, fmt::format("firmware-{}", fw->sha256));
         }
     }
@@ -406,28 +441,32 @@ Status OtaManager::download(const bundle::Artifact& a, const std::filesystem::pa
     const auto progress = progressReporter(kind, a.name, a.version);
     // A zstd artifact is fetched as the compressed file (bound by its own digest and size), then
     // decompressed, bounded and hashed, into dest.
-    if (holdsArtifact(dest, a.sha256, a.size)) {
-        log::info("{} {} {}: the whole download is already here ('{}')", kind, a.name, a.version, dest.string());
-        return {};
-    }
     const bool zstd = a.compression == "zstd";
     const auto fetched = zstd ? std::filesystem::path(dest.string() + ".zst") : dest;
+    if (holdsArtifact(dest, a.sha256, a.size)) {
+        log::info("{} {} {}: the whole download is already here ('{}')", kind, a.name, a.version, dest.string());
+        if (zstd) std::filesystem::remove(fetched, ec);  // unpacked before a crash
+        return {};
+    }
     const ArtifactRef ref{settings_.artifact_base + a.url, zstd ? a.transfer_sha256 : a.sha256,
                           zstd ? a.transfer_size : a.size};
-    log::info("downloading {} {} {} ({} bytes{})", kind, a.name, a.version, ref.size, zstd ? ", zstd" : "");
-    auto st = parts_.fetcher->fetch(ref, fetched, progress);
-    {
-        const std::lock_guard lock(mu_);
-        status_["download"] = nullptr;
+    if (zstd && holdsArtifact(fetched, ref.sha256, ref.size)) {
+        log::info("{} {} {}: the whole zstd file is already here ('{}')", kind, a.name, a.version, fetched.string());
+    } else {
+        log::info("downloading {} {} {} ({} bytes{})", kind, a.name, a.version, ref.size, zstd ? ", zstd" : "");
+        auto st = parts_.fetcher->fetch(ref, fetched, progress);
+        {
+            const std::lock_guard lock(mu_);
+            status_["download"] = nullptr;
+        }
+        if (!st) return fail(std::move(st.error()).wrap(fmt::format("download {} {} {}", kind, a.name, a.version)));
     }
-    if (!st) return fail(std::move(st.error()).wrap(fmt::format("download {} {} {}", kind, a.name, a.version)));
     if (zstd) {
         auto unpacked = compress::decompressZstd(fetched, dest, a.sha256, a.size);
         if (!unpacked && unpacked.error().code() == SharedErrc::kIo) {
             // The disk (full, failing), not the artifact: tried again later from the kept .zst.
             return fail(std::move(unpacked.error()).wrap(fmt::format("unpack {} {} {}", kind, a.name, a.version)));
         }
-        std::error_code ec;
         std::filesystem::remove(fetched, ec);
         if (!unpacked) {
             // Not what the bundle binds (corrupt, too large, another digest): final for this
@@ -525,6 +564,8 @@ std::optional<std::string> OtaManager::doModels(const bundle::Bundle& b) {
                 return st.error().what();
             }
             if (auto st = parts_.models->stage(version, file); !st) {
+                // The disk (full, failing): tried again later, with the verified file kept.
+                if (st.error().code() == ModelErrc::kIo) return st.error().what();
                 std::error_code ec;
                 std::filesystem::remove(file, ec);
                 failures.push_back(fmt::format("model {} {}: stage: {}", a->name, a->version, st.error().what()));
@@ -572,6 +613,11 @@ std::optional<std::string> OtaManager::doFirmware(const bundle::Bundle& b) {
         const auto why = fw != nullptr ? fmt::format("superseded by firmware {}", fw->version)
                                        : fmt::format("bundle v{} asks for no firmware", b.version);
         if (auto st = u->abort(why); !st) return st.error().what();
+        // Stopped, not failed: a later bundle that asks for this image again, even with the
+        // content of the one that started it, installs it.
+        if (auto st = store_.write([](store::WriteTxn& txn) { return txn.del(kOtaDb, kFirmwareRequestKey); }); !st) {
+            return st.error().what();
+        }
     }
     if (fw == nullptr) {
         setDomain("firmware", "none");
@@ -595,17 +641,9 @@ std::optional<std::string> OtaManager::doFirmware(const bundle::Bundle& b) {
     // than the one that asked for it then.
     bool retry_failed = false;
     if (fw->version == r.last_failed_version) {
-        std::uint64_t asked_by = 0;
-        std::string asked_content;
-        if (auto stored = store_.getOne(kOtaDb, kFirmwareRequestKey); stored && *stored) {
-            auto j = json::parse(**stored, nullptr, false);
-            if (j.is_object() && j.value("version", "") == fw->version) {
-                asked_by = j.value("bundle_version", 0ull);
-                asked_content = j.value("content", "");
-            }
-        }
+        const auto request = loadFirmwareRequest(store_);
         // Newer means newer content too: a re-signed copy of the same bundle does not ask again.
-        if (b.version <= asked_by || (!asked_content.empty() && asked_content == b.contentDigest())) {
+        if (request && request->version == fw->version && askedBy(*request, b)) {
             setDomain("firmware", "failed",
                       fmt::format("firmware {} failed before ({}); a newer bundle with other content must ask for it again",
                                   fw->version, r.reason));

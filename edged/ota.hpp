@@ -8,7 +8,8 @@
 //             download (resumable, size-bounded, digest-checked) and stage. Only when every
 //             model's bytes are verified and staged does each switch, atomically, with the
 //             readiness check, which rolls back on failure: a download that fails half-way
-//             leaves every model as it was;
+//             (transient) leaves every model as it was; a model refused for good does not hold
+//             the others back;
 //   firmware  last, because it reboots: Updater::startStreamed (the image goes from the
 //             store straight into the inactive slot, checkpointed for resume, checked, armed
 //             once, reboot requested), or with firmware.download: cache (and for zstd images)
