@@ -1,7 +1,9 @@
 // edged: `run` is the daemon; `status` prints the local state from the store, no broker needed.
 #include <charconv>
 #include <csignal>
+#include <future>
 #include <iostream>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -492,9 +494,31 @@ int run(const EdgedConfig& cfg) {
         log::info("decision API on http://{}:{}", cfg.api_host, *port);
     }
     // After a reboot into a new slot: the daemon's own health is that it came this far (state
-    // loaded, policies compiled, API listening) and can still write its store.
-    ota.start(applied_bundle, [&store]() -> Status {
-        return store->putOne(edged::kOtaDb, "health", std::to_string(SystemClock{}.unixSeconds()));
+    // loaded, policies compiled, API listening) and can still write its store; with
+    // firmware.health_broker_timeout, also that it reaches the broker within that time (a slot
+    // that breaks the network would otherwise be committed and leave the device unreachable).
+    const auto broker_timeout = cfg.firmware ? cfg.firmware->health_broker_timeout : std::chrono::milliseconds(0);
+    ota.start(applied_bundle, [&store, &loop, &ota, mqtt = mqtt.get(), broker_timeout]() -> Status {
+        if (auto st = store->putOne(edged::kOtaDb, "health", std::to_string(SystemClock{}.unixSeconds())); !st) {
+            return st;
+        }
+        if (broker_timeout.count() == 0) return {};
+        if (mqtt == nullptr) {
+            return fail(SharedErrc::kConfig, "firmware.health_broker_timeout is set but no broker is configured");
+        }
+        log::info("health: waiting up to {} ms for the broker", broker_timeout.count());
+        const auto deadline = std::chrono::steady_clock::now() + broker_timeout;
+        while (!ota.stopRequested()) {
+            // The client lives on the loop thread: ask there.
+            auto answer = std::make_shared<std::promise<bool>>();
+            auto connected = answer->get_future();
+            loop.post([answer, mqtt] { answer->set_value(mqtt->connected()); });
+            if (connected.wait_until(deadline) == std::future_status::ready && connected.get()) return {};
+            if (std::chrono::steady_clock::now() >= deadline) break;
+            std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        }
+        return fail(SharedErrc::kUnavailable,
+                    fmt::format("health: no connection to the broker within {} ms", broker_timeout.count()));
     });
     started = true;
     attestor.start();

@@ -56,6 +56,9 @@ Result<FirmwareConfig> loadFirmwareConfig(config::ConfigFile& cfg) {
     auto health_timeout = cfg.duration("firmware.health_timeout", out.health_timeout);
     if (!health_timeout) return fail(std::move(health_timeout.error()));
     out.health_timeout = *health_timeout;
+    auto broker_timeout = cfg.duration("firmware.health_broker_timeout", out.health_broker_timeout);
+    if (!broker_timeout) return fail(std::move(broker_timeout.error()));
+    out.health_broker_timeout = *broker_timeout;
     auto chunk = cfg.integer("firmware.chunk_size", static_cast<std::int64_t>(out.chunk_size), 4096,
                              64 << 20);
     if (!chunk) return fail(std::move(chunk.error()));

@@ -17,6 +17,9 @@
 //   firmware.state_command    argv list, optional: run after every persisted transition with
 //                             the new state's name appended (like Mender's state scripts)
 //   firmware.health_timeout   (default 60s)
+//   firmware.health_broker_timeout  after booting a new slot, the MQTT broker must be reached
+//                             within this long, else the slot rolls back (default 0: not
+//                             asked; a site that is offline on purpose keeps its new slot)
 //   firmware.chunk_size       bytes per write                 (default 1048576)
 //   firmware.verify_readback  re-read the slot after the fsync  (default false)
 //   firmware.direct_io        write the slot past the page cache (O_DIRECT, where the file
@@ -43,6 +46,7 @@ struct FirmwareConfig {
     std::vector<std::string> reboot_command{"systemctl", "reboot"};
     std::vector<std::string> health_command;
     std::chrono::milliseconds health_timeout{60'000};
+    std::chrono::milliseconds health_broker_timeout{0};
     std::vector<std::string> state_command;
     std::size_t chunk_size = 1u << 20;
     bool verify_readback = false;

@@ -90,6 +90,18 @@ std::string reboot(test::FleetHarness& fleet, const std::string& id) {
     return booted;
 }
 
+/// Starts the control plane with its artifact store (mutual TLS with pki), the gpu-edge group
+/// asking for firmware rootfs `version` whose bytes are image. Returns the store's port.
+int serveFirmware(test::FleetHarness& fleet, const test::TestPki& pki, const std::string& version,
+                  const std::string& image) {
+    const int port = fleet.enableArtifactStore(pki);
+    const auto sha = addArtifact(fleet, "rootfs-" + version + ".img", image);
+    const auto fleet_yaml = fleet.dir / "fleet/fleet.yaml";
+    test::writeFile(fleet_yaml, withGpuEdgeArtifacts(test::readFile(fleet_yaml), rootfsItem(version, sha)));
+    fleet.startControlPlane();
+    return port;
+}
+
 /// A device's artifact store client and file-backed A/B slots; a reboot request appends a line
 /// to <id>.reboots.
 void configureOta(test::FleetHarness& fleet, const std::string& id, int artifacts_port, const test::TestPki& pki,
@@ -180,10 +192,11 @@ TEST_CASE("OTA: models and A/B firmware from the artifact store, with provenance
         // edge-2 downloads the image into its cache first (firmware.download: cache) and
         // writes its slot through the page cache (direct_io: false); the others stream it
         // straight into slot B with direct writes (the defaults).
+        // edge-1 also waits for the broker after its reboot (which is up: it commits).
         const std::string extra =
-            std::string(id) == "edge-2"
-                ? "  health_command: [/bin/false]\n  download: cache\n  direct_io: false\n"
-                : "";
+            std::string(id) == "edge-2"   ? "  health_command: [/bin/false]\n  download: cache\n  direct_io: false\n"
+            : std::string(id) == "edge-1" ? "  health_broker_timeout: 20s\n"
+                                          : "";
         configureOta(fleet, id, artifacts_port, pki, extra);
     }
     // Power on: the bootloader runs before the daemon.
@@ -296,6 +309,37 @@ TEST_CASE("OTA: models and A/B firmware from the artifact store, with provenance
     CHECK(local["ota"]["firmware"]["state"] == "committed");
     CHECK(local["ota"]["firmware"]["current_version"] == "2.0.0");
     CHECK(local["ota"]["domains"]["firmware"] == "done");
+}
+
+TEST_CASE("OTA: with firmware.health_broker_timeout, a new slot that cannot reach the broker rolls back",
+          "[integration][ota]") {
+    test::FleetHarness fleet;
+    test::TestPki pki;
+    const int artifacts_port = serveFirmware(fleet, pki, "4.0.0", pattern(1u << 20, 8));
+    const std::string id = "edge-1";
+    const auto state = fleet.dir / "state" / id;
+    std::filesystem::create_directories(state);
+    test::writeFile(state / "slot-a.img", "factory image A");
+    configureOta(fleet, id, artifacts_port, pki, "  health_broker_timeout: 1500ms\n");
+    CHECK_THAT(bootloader(fleet, id), Catch::Contains("booted slot A"));
+    fleet.startDevice(id);
+    REQUIRE(test::waitUntil([&] { return reboots(fleet, id) == 1; }, 30s));
+
+    // The new slot comes up without the broker (as an image that breaks the network would).
+    fleet.killDevice(id);
+    fleet.broker.stop();
+    CHECK_THAT(bootloader(fleet, id), Catch::Contains("booted slot B"));
+    fleet.startDevice(id);
+    REQUIRE(test::waitUntil([&] { return reboots(fleet, id) == 2; }, 30s));
+    CHECK_THAT(reboot(fleet, id), Catch::Contains("booted slot A"));
+    REQUIRE(test::waitUntil([&] { return firmwareState(getJson(fleet, id, "/v1/ota")) == "failed"; }, 30s));
+    const auto ota = getJson(fleet, id, "/v1/ota");
+    INFO(ota.dump());
+    CHECK_THAT(ota["firmware"]["reason"].get<std::string>(), Catch::Contains("no connection to the broker within 1500 ms"));
+    CHECK(ota["firmware"]["last_failed_version"] == "4.0.0");
+    CHECK(ota["domains"]["firmware"] == "failed");
+    CHECK(test::readFile(state / "bootenv").find("BOOT_ORDER=A B") != std::string::npos);
+    fleet.broker.start();
 }
 
 TEST_CASE("OTA: SIGKILL at random instants of download, model switch, slot write and reboot never leaves a bad device",
@@ -446,12 +490,8 @@ TEST_CASE("OTA: edged killed right after each persisted firmware transition ends
           "[integration][ota][crash]") {
     test::FleetHarness fleet;
     test::TestPki pki;
-    const int artifacts_port = fleet.enableArtifactStore(pki);
     const auto image = pattern(6u << 20, 9);
-    const auto image_sha = addArtifact(fleet, "rootfs-4.0.0.img", image);
-    const auto fleet_yaml = fleet.dir / "fleet/fleet.yaml";
-    test::writeFile(fleet_yaml, withGpuEdgeArtifacts(test::readFile(fleet_yaml), rootfsItem("4.0.0", image_sha)));
-    fleet.startControlPlane();
+    const int artifacts_port = serveFirmware(fleet, pki, "4.0.0", image);
 
     // The state command (Mender's state scripts) runs after each transition is persisted; here it
     // kills edged when the state is the one named in <id>.crash-at, as a crash or power cut would.
