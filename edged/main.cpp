@@ -1,7 +1,6 @@
 // edged: `run` is the daemon; `status` prints the local state from the store, no broker needed.
 #include <charconv>
 #include <csignal>
-#include <future>
 #include <iostream>
 #include <thread>
 
@@ -16,6 +15,7 @@
 #include "edged/model_store.hpp"
 #include "edged/ota.hpp"
 #include "firmware/boot_control_factory.hpp"
+#include "firmware/errors.hpp"
 #include "firmware/file/file_boot_control.hpp"
 #include "firmware/firmware_config.hpp"
 #include "firmware/rebooter.hpp"
@@ -498,7 +498,7 @@ int run(const EdgedConfig& cfg) {
     // firmware.health_broker_timeout, also that it reaches the broker within that time (a slot
     // that breaks the network would otherwise be committed and leave the device unreachable).
     const auto broker_timeout = cfg.firmware ? cfg.firmware->health_broker_timeout : std::chrono::milliseconds(0);
-    ota.start(applied_bundle, [&store, &loop, &ota, mqtt = mqtt.get(), broker_timeout]() -> Status {
+    ota.start(applied_bundle, [&store, &ota, mqtt = mqtt.get(), broker_timeout]() -> Status {
         if (auto st = store->putOne(edged::kOtaDb, "health", std::to_string(SystemClock{}.unixSeconds())); !st) {
             return st;
         }
@@ -508,17 +508,19 @@ int run(const EdgedConfig& cfg) {
         }
         log::info("health: waiting up to {} ms for the broker", broker_timeout.count());
         const auto deadline = std::chrono::steady_clock::now() + broker_timeout;
-        while (!ota.stopRequested()) {
-            // The client lives on the loop thread: ask there.
-            auto answer = std::make_shared<std::promise<bool>>();
-            auto connected = answer->get_future();
-            loop.post([answer, mqtt] { answer->set_value(mqtt->connected()); });
-            if (connected.wait_until(deadline) == std::future_status::ready && connected.get()) return {};
-            if (std::chrono::steady_clock::now() >= deadline) break;
-            std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        // connected() may be read from this thread; short slices keep a stop (which joins this
+        // worker from the loop thread) prompt.
+        while (!mqtt->connected()) {
+            if (ota.stopRequested()) {
+                return fail(firmware::FirmwareErrc::kInterrupted, "health: stopped while waiting for the broker");
+            }
+            if (std::chrono::steady_clock::now() >= deadline) {
+                return fail(SharedErrc::kUnavailable,
+                            fmt::format("health: no connection to the broker within {} ms", broker_timeout.count()));
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
         }
-        return fail(SharedErrc::kUnavailable,
-                    fmt::format("health: no connection to the broker within {} ms", broker_timeout.count()));
+        return {};
     });
     started = true;
     attestor.start();
@@ -575,36 +577,6 @@ std::optional<nlohmann::json> liveJson(const EdgedConfig& cfg, const std::string
     auto j = nlohmann::json::parse(response->body, nullptr, false);
     if (j.is_discarded()) return std::nullopt;
     return j;
-}
-
-void printOta(const nlohmann::json& ota) {
-    if (ota.contains("domains") && ota["domains"].is_object()) {
-        std::cout << "plan:     bundle v" << ota.value("bundle_version", nlohmann::json(nullptr)).dump();
-        for (const auto& [domain, state] : ota["domains"].items()) {
-            std::cout << ", " << domain << " " << (state.is_string() ? state.get<std::string>() : state.dump());
-        }
-        std::cout << "\n";
-        if (ota.contains("reasons")) {
-            for (const auto& [domain, reason] : ota["reasons"].items()) {
-                std::cout << "  " << domain << ": " << (reason.is_string() ? reason.get<std::string>() : reason.dump()) << "\n";
-            }
-        }
-    }
-    if (const auto d = ota.find("download"); d != ota.end() && d->is_object()) {
-        const auto done = d->value("done", std::uint64_t{0});
-        const auto total = d->value("total", std::uint64_t{0});
-        std::cout << "download: " << d->value("kind", "") << " " << d->value("name", "") << " "
-                  << d->value("version", "") << ": " << done << " / " << total << " bytes ("
-                  << (total ? done * 100 / total : 0) << "%), " << d->value("rate_bytes_per_s", std::uint64_t{0}) / 1024
-                  << " KiB/s, ETA " << (d->contains("eta_s") && (*d)["eta_s"].is_number() ? (*d)["eta_s"].dump() + " s" : "unknown")
-                  << "\n";
-    }
-    if (const auto f = ota.find("firmware"); f != ota.end() && f->is_object()) {
-        std::cout << "firmware: " << f->value("state", "") << ", running " << f->value("current_version", "")
-                  << (f->value("target_version", "").empty() ? "" : ", target " + f->value("target_version", ""));
-        if (!f->value("reason", "").empty()) std::cout << " (" << f->value("reason", "") << ")";
-        std::cout << "\n";
-    }
 }
 
 int status(const EdgedConfig& cfg, bool as_json) {
@@ -687,7 +659,7 @@ int status(const EdgedConfig& cfg, bool as_json) {
                   << q->headSeq() - q->acked() << " not yet acknowledged, " << q->dropped()
                   << " dropped (queue full), " << q->bytes() << " bytes queued\n";
     }
-    printOta(ota);
+    std::cout << edged::otaStatusText(ota);
     if (!*applied) {
         std::cout << "applied:  nothing yet\n";
         return 0;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <set>
+#include <sstream>
 #include <utility>
 
 #include "firmware/command.hpp"
@@ -219,11 +220,6 @@ void OtaManager::run(firmware::HealthCheck health) {
             status_["firmware"] = firmwareJson(r);
             const auto domain = status_["domains"].value("firmware", std::string("none"));
             if (firmware::isFinal(r.state) && (domain == "rebooting" || domain == "installing")) {
-                // The update ended: the cached image it installed from is not needed any more.
-                if (!r.image_path.empty()) {
-                    std::error_code ec;
-                    std::filesystem::remove(r.image_path, ec);
-                }
                 const bool ok = r.state == firmware::UpdateState::kCommitted;
                 status_["domains"]["firmware"] = ok ? "done" : "failed";
                 if (ok) {
@@ -564,8 +560,11 @@ std::optional<std::string> OtaManager::doModels(const bundle::Bundle& b) {
                 return st.error().what();
             }
             if (auto st = parts_.models->stage(version, file); !st) {
-                // The disk (full, failing): tried again later, with the verified file kept.
-                if (st.error().code() == ModelErrc::kIo) return st.error().what();
+                // The disk or the store (full, failing): tried again later, from the kept file
+                // (or, when it had already moved into the model store, from a new download).
+                if (st.error().code() == ModelErrc::kIo || st.error().code() == SharedErrc::kStore) {
+                    return st.error().what();
+                }
                 std::error_code ec;
                 std::filesystem::remove(file, ec);
                 failures.push_back(fmt::format("model {} {}: stage: {}", a->name, a->version, st.error().what()));
@@ -612,12 +611,13 @@ std::optional<std::string> OtaManager::doFirmware(const bundle::Bundle& b) {
         }
         const auto why = fw != nullptr ? fmt::format("superseded by firmware {}", fw->version)
                                        : fmt::format("bundle v{} asks for no firmware", b.version);
-        if (auto st = u->abort(why); !st) return st.error().what();
         // Stopped, not failed: a later bundle that asks for this image again, even with the
-        // content of the one that started it, installs it.
+        // content of the one that started it, installs it. The request goes first: a crash
+        // between the two leaves Installing without it, and the next pass aborts again.
         if (auto st = store_.write([](store::WriteTxn& txn) { return txn.del(kOtaDb, kFirmwareRequestKey); }); !st) {
             return st.error().what();
         }
+        if (auto st = u->abort(why); !st) return st.error().what();
     }
     if (fw == nullptr) {
         setDomain("firmware", "none");
@@ -690,6 +690,39 @@ std::optional<std::string> OtaManager::firmwareStarted(const Status& started, co
     }
     setDomain("firmware", "rebooting");
     return std::nullopt;
+}
+
+std::string otaStatusText(const nlohmann::json& ota) {
+    std::ostringstream out;
+    if (ota.contains("domains") && ota["domains"].is_object()) {
+        out << "plan:     bundle v" << ota.value("bundle_version", nlohmann::json(nullptr)).dump();
+        for (const auto& [domain, state] : ota["domains"].items()) {
+            out << ", " << domain << " " << (state.is_string() ? state.get<std::string>() : state.dump());
+        }
+        out << "\n";
+        if (ota.contains("reasons")) {
+            for (const auto& [domain, reason] : ota["reasons"].items()) {
+                out << "  " << domain << ": " << (reason.is_string() ? reason.get<std::string>() : reason.dump()) << "\n";
+            }
+        }
+    }
+    if (const auto d = ota.find("download"); d != ota.end() && d->is_object()) {
+        const auto done = d->value("done", std::uint64_t{0});
+        const auto total = d->value("total", std::uint64_t{0});
+        out << "download: " << d->value("kind", "") << " " << d->value("name", "") << " " << d->value("version", "")
+            << ": " << done << " / " << total << " bytes (" << (total ? done * 100 / total : 0) << "%), "
+            << d->value("rate_bytes_per_s", std::uint64_t{0}) / 1024 << " KiB/s, ETA "
+            << (d->contains("eta_s") && (*d)["eta_s"].is_number() ? (*d)["eta_s"].dump() + " s" : "unknown") << "\n";
+    }
+    if (const auto f = ota.find("firmware"); f != ota.end() && f->is_object()) {
+        const auto running = f->value("current_version", "");
+        out << "firmware: " << f->value("state", "") << ", running "
+            << (running.empty() ? std::string("the factory image") : running)
+            << (f->value("target_version", "").empty() ? "" : ", target " + f->value("target_version", ""));
+        if (!f->value("reason", "").empty()) out << " (" << f->value("reason", "") << ")";
+        out << "\n";
+    }
+    return out.str();
 }
 
 }  // namespace edge::edged

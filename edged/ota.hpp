@@ -75,6 +75,10 @@ struct OtaParts {
 
 inline constexpr std::string_view kOtaDb = "ota";
 
+/// The lines `edged status` prints for statusJson(): the plan and its reasons, the download in
+/// progress (bytes, percent, rate, ETA) and the firmware update.
+[[nodiscard]] std::string otaStatusText(const nlohmann::json& ota);
+
 class OtaManager {
 public:
     OtaManager(EventLoop& loop, const Clock& clock, store::Store& store, OtaSettings settings);

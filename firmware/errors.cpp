@@ -34,6 +34,8 @@ public:
                 return "health check failed";
             case FirmwareErrc::kInvalidArgument:
                 return "invalid argument";
+            case FirmwareErrc::kInterrupted:
+                return "interrupted";
         }
         return "unknown firmware error";
     }

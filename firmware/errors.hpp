@@ -17,6 +17,7 @@ enum class FirmwareErrc {
     kRefused,          // an update was refused (version failed before, update in progress)
     kHealth,           // the health check failed
     kInvalidArgument,  // a caller passed something unusable (bad digest text, active slot)
+    kInterrupted,      // a health check cut short (the daemon stops): no verdict, checked again
 };
 
 /// Category named "edge.firmware".

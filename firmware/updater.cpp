@@ -397,6 +397,8 @@ Status Updater::run(Slot booted, const HealthCheck& health) {
 
             case UpdateState::kVerifying:
                 if (auto healthy = checkHealth(health); !healthy) {
+                    // No verdict (the daemon stops): Verifying stays, the next start checks again.
+                    if (healthy.error().code() == FirmwareErrc::kInterrupted) return healthy;
                     st = failWith(UpdateEvent::kHealthFailed,
                                   std::move(healthy.error()).wrap("health check failed"));
                 } else {

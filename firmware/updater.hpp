@@ -53,7 +53,9 @@
 
 namespace edge::firmware {
 
-/// The daemon's own health verdict after booting a new slot; an error fails the update.
+/// The daemon's own health verdict after booting a new slot; an error fails the update, except
+/// FirmwareErrc::kInterrupted (cut short, e.g. the daemon stops): no verdict, the update stays
+/// Verifying and the next start checks again.
 using HealthCheck = std::function<Status()>;
 
 struct UpdaterConfig {

@@ -42,6 +42,7 @@ public:
     /// Registers a subscription (kept across reconnects; sent now if connected).
     virtual void subscribe(const std::string& filter, int qos) = 0;
     [[nodiscard]] virtual Status publish(const Message& message) = 0;
+    /// Connected and subscribed now. Safe from any thread (a health check polls it).
     [[nodiscard]] virtual bool connected() const = 0;
 
     virtual void onMessage(std::function<void(const Message&)> handler) = 0;

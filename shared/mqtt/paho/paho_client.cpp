@@ -3,6 +3,7 @@
 #include <mqtt/async_client.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <exception>
@@ -63,7 +64,7 @@ private:
     std::function<void(const Message&)> on_message_;
     std::function<void(bool)> on_connection_;
     std::vector<std::pair<std::string, int>> filters_;
-    State state_ = State::kStopped;
+    std::atomic<State> state_{State::kStopped};  // written on the loop; connected() from any thread
     std::uintptr_t attempt_ = 0;  // tags Paho callbacks so stale ones are ignored
     int pending_subacks_ = 0;
     std::chrono::milliseconds next_delay_;

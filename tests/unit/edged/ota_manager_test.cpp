@@ -349,6 +349,13 @@ TEST_CASE("OtaManager: a download shows its bytes, rate and ETA in the status wh
     REQUIRE(d["eta_s"].is_number());
     const auto expected_eta = static_cast<double>(image.size() - done) / static_cast<double>(rate);
     CHECK(std::abs(d["eta_s"].get<double>() - expected_eta) <= 1.0);
+    // What `edged status` prints of it.
+    const auto text = edged::otaStatusText(during);
+    CHECK_THAT(text, Catch::Contains("firmware downloading"));
+    CHECK_THAT(text, Catch::Contains("download: firmware rootfs 2.0: " + std::to_string(done) + " / 4194304 bytes (" +
+                                     std::to_string(done * 100 / image.size()) + "%), " + std::to_string(rate / 1024) +
+                                     " KiB/s, ETA " + d["eta_s"].dump() + " s\n"));
+    CHECK_THAT(text, Catch::Contains("firmware: installing, running the factory image, target 2.0"));
     INFO(status.dump());
     CHECK(status["download"].is_null());
     CHECK(test::readFile(dev.slots.b).substr(0, image.size()) == image);

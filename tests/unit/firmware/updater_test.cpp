@@ -31,6 +31,13 @@ Status start(Device& dev, const test::TestImage& img) {
     return *started;
 }
 
+// Installs img into slot B and lets the bootloader boot it once: Verifying waits for a daemon.
+void installAndBoot(Device& dev, const test::TestImage& img) {
+    REQUIRE(start(dev, img));
+    FileBootControl bootloader(dev.env, dev.booted);
+    REQUIRE(bootloader.simulateBoot() == Slot::kB);
+}
+
 // The device is on its old slot, which is primary and fully armed; the target is disarmed.
 void checkBackOnOldSlot(Device& dev, const test::DeviceRun& run) {
     CHECK(run.running == Slot::kA);
@@ -86,6 +93,33 @@ TEST_CASE("Updater: a healthy image is installed, booted, checked and committed"
     CHECK(settle(dev, true).running == Slot::kA);
     CHECK(test::recordOf(dev).state == UpdateState::kCommitted);
     CHECK(readFile(dev.slots.b) == img.bytes);
+}
+
+TEST_CASE("Updater: a health check cut short gives no verdict: the slot stays on trial, the next start checks again",
+          "[firmware]") {
+    TempDir tmp;
+    Device dev(tmp.path());
+    settle(dev, true);
+    installAndBoot(dev, dev.image("BOOTS-OK", "2.0"));
+    Status interrupted;
+    auto stopped = test::withDaemon(dev, nullptr, [&](Updater& u) {
+        interrupted = u.afterBoot([]() -> Status { return fail(FirmwareErrc::kInterrupted, "the daemon stops"); });
+        return Status{};
+    });
+    REQUIRE(stopped);
+    CHECK(*stopped == 0);  // no rollback reboot
+    REQUIRE_FALSE(interrupted);
+    CHECK(interrupted.error().code() == FirmwareErrc::kInterrupted);
+    CHECK(test::recordOf(dev).state == UpdateState::kVerifying);
+    CHECK(test::recordOf(dev).last_failed_version.empty());
+    CHECK(test::bootStateOf(dev).primary() == Slot::kB);
+
+    // The next start (no reboot between) runs the check again and commits.
+    auto next = test::withDaemon(dev, nullptr, [&](Updater& u) { return u.afterBoot(dev.health()); });
+    INFO(what(next));
+    REQUIRE(next);
+    CHECK(test::recordOf(dev).state == UpdateState::kCommitted);
+    CHECK(test::recordOf(dev).current_version == "2.0");
 }
 
 TEST_CASE("Updater: a failing health check falls back to slot A and reports why", "[firmware]") {
@@ -247,10 +281,7 @@ TEST_CASE(
     TempDir tmp;
     Device dev(tmp.path());
     settle(dev, true);
-    const auto img = dev.image("BOOTS-OK", "2.0");
-    REQUIRE(start(dev, img));
-    FileBootControl bootloader(dev.env, dev.booted);
-    REQUIRE(bootloader.simulateBoot() == Slot::kB);
+    installAndBoot(dev, dev.image("BOOTS-OK", "2.0"));
 
     // systemd restarts the daemon; each start resumes Verifying and dies in the health check.
     int starts = 0;
