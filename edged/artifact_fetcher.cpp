@@ -297,7 +297,8 @@ Status fetchInto(const std::string& url, std::uint64_t expected_size, security::
     return {};
 }
 
-bool holdsArtifact(const std::filesystem::path& file, std::string_view sha256, std::uint64_t size) {
+bool holdsArtifact(const std::filesystem::path& file, std::string_view sha256, std::uint64_t size,
+                   const std::function<bool()>& stop) {
     const fs::UniqueFd owned(::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
     const int fd = owned.get();
     if (fd < 0) return false;
@@ -310,6 +311,7 @@ bool holdsArtifact(const std::filesystem::path& file, std::string_view sha256, s
     security::Sha256Hasher hasher;
     std::uint64_t done = 0;
     while (done < size) {
+        if (stop && stop()) return false;
         const ssize_t n = ::read(fd, buf.data(), buf.size());
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) return false;

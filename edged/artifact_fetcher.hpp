@@ -66,9 +66,10 @@ struct FetchOptions {
                                    const FetchOptions& options = {});
 
 /// True when file is a regular file (not a symlink) of exactly size bytes whose SHA-256 is
-/// sha256: a download a crash left complete need not be fetched again. Hashes the whole file.
+/// sha256: a download a crash left complete need not be fetched again. Hashes the whole file;
+/// false as soon as stop() says so (a shutdown does not wait for a large image).
 [[nodiscard]] bool holdsArtifact(const std::filesystem::path& file, std::string_view sha256,
-                                 std::uint64_t size);
+                                 std::uint64_t size, const std::function<bool()>& stop = {});
 
 /// The transfer loop of fetchArtifact() over any StreamWriter (a .part file, a firmware slot):
 /// continues at out.size() with "Range: bytes=<size>-" (a 200 answer restarts out from zero),

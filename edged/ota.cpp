@@ -439,14 +439,15 @@ Status OtaManager::download(const bundle::Artifact& a, const std::filesystem::pa
     // decompressed, bounded and hashed, into dest.
     const bool zstd = a.compression == "zstd";
     const auto fetched = zstd ? std::filesystem::path(dest.string() + ".zst") : dest;
-    if (holdsArtifact(dest, a.sha256, a.size)) {
+    const auto stop = [this] { return stopRequested(); };
+    if (holdsArtifact(dest, a.sha256, a.size, stop)) {
         log::info("{} {} {}: the whole download is already here ('{}')", kind, a.name, a.version, dest.string());
         if (zstd) std::filesystem::remove(fetched, ec);  // unpacked before a crash
         return {};
     }
     const ArtifactRef ref{settings_.artifact_base + a.url, zstd ? a.transfer_sha256 : a.sha256,
                           zstd ? a.transfer_size : a.size};
-    if (zstd && holdsArtifact(fetched, ref.sha256, ref.size)) {
+    if (zstd && holdsArtifact(fetched, ref.sha256, ref.size, stop)) {
         log::info("{} {} {}: the whole zstd file is already here ('{}')", kind, a.name, a.version, fetched.string());
     } else {
         log::info("downloading {} {} {} ({} bytes{})", kind, a.name, a.version, ref.size, zstd ? ", zstd" : "");

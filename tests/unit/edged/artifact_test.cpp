@@ -509,6 +509,11 @@ TEST_CASE("holdsArtifact: only a regular file of the right size and digest", "[a
     CHECK_FALSE(edged::holdsArtifact(dir / "b.bin", digest, content.size()));
     fs::create_symlink(dir / "a.bin", dir / "link.bin");
     CHECK_FALSE(edged::holdsArtifact(dir / "link.bin", digest, content.size()));
+    // A stop asked for cuts the hashing short: no verdict, so not held.
+    int asked = 0;
+    CHECK_FALSE(edged::holdsArtifact(dir / "a.bin", digest, content.size(), [&] { return ++asked > 2; }));
+    CHECK(asked == 3);  // 1 MiB per read: stopped before the third
+    CHECK(edged::holdsArtifact(dir / "a.bin", digest, content.size(), [] { return false; }));
 }
 
 TEST_CASE("fetchArtifact: multi-MiB artifacts arrive whole, fresh, resumed or restarted",
