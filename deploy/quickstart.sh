@@ -35,10 +35,14 @@ deploy/install-deps.sh
 EDGE_TARGETS="controlplane edged edgectl" deploy/build.sh
 stop_all
 
+# Ports below the kernel's ephemeral range: an outgoing connection's local port (which nothing
+# listens on, yet cannot be bound) never takes one of them.
+EPHEMERAL_LOW=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+[ "$EPHEMERAL_LOW" -gt 21000 ] 2>/dev/null || EPHEMERAL_LOW=60000
 free_port() {
   local p
   for _ in $(seq 1 200); do
-    p=$(( 20000 + RANDOM % 40000 ))
+    p=$(( 20000 + RANDOM % (EPHEMERAL_LOW - 20002) ))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
   done
   echo "no free port found" >&2; return 1
