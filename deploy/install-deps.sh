@@ -15,6 +15,8 @@ PACKAGES=(
   procps iproute2 curl
   # grub-editenv: the GRUB boot-control backend's tests run against the real tool.
   grub-common
+  # fw_printenv/fw_setenv (libubootenv): the U-Boot backend's tests run against the real tools.
+  libubootenv-tool
 )
 
 missing=()

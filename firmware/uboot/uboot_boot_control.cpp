@@ -28,8 +28,11 @@ Result<BootVars> UBootControl::readVars() {
         auto run = runCommand(clock_, argv, options);
         if (!run) return fail(FirmwareErrc::kBootControl, run.error().what());
         if (run->exit_code == 0) {
-            vars[name] = chomp(std::move(run->out));
-        } else if (run->err.find("not defined") == std::string::npos) {
+            // libubootenv (Debian's fw_printenv) prints an empty line for an unset variable and
+            // exits 0; none of these variables is ever set to "": unset, the default applies.
+            auto value = chomp(std::move(run->out));
+            if (!value.empty()) vars[name] = std::move(value);
+        } else if (run->err.find("not defined") == std::string::npos) {  // U-Boot's own tool
             return fail(FirmwareErrc::kBootControl,
                         fmt::format("'{}' exited with status {}: {}", describeCommand(argv),
                                     run->exit_code, chomp(run->err)));

@@ -71,6 +71,17 @@ mv "$env.tmp" "$env"
     std::filesystem::path env, log, printenv, setenv, cmdline;
 };
 
+// Running slot B after its trial boot: markGood makes it primary with all its attempts;
+// fallBack then disarms it again.
+void markGoodThenFallBack(BootControl& control) {
+    REQUIRE(control.markGood(Slot::kB));
+    const auto s = stateOf(control);
+    CHECK(s.booted == Slot::kB);
+    CHECK(s.primary() == Slot::kB);
+    CHECK(s.attemptsLeft(Slot::kB) == 3);
+    REQUIRE(control.fallBack(Slot::kB));
+}
+
 std::string findInPath(const std::string& name) {
     const char* path = std::getenv("PATH");
     std::stringstream dirs(path != nullptr ? path : "/usr/bin:/bin");
@@ -274,6 +285,67 @@ TEST_CASE("UBootControl: reads and writes RAUC's variables with fw_printenv and 
     }
 }
 
+TEST_CASE("UBootControl: works with Debian's fw_printenv and fw_setenv (libubootenv) on an environment block",
+          "[firmware]") {
+    const auto printenv = findInPath("fw_printenv");
+    const auto setenv = findInPath("fw_setenv");
+    // deploy/install-deps.sh installs libubootenv-tool.
+    REQUIRE_FALSE(printenv.empty());
+    REQUIRE_FALSE(setenv.empty());
+    TempDir tmp;
+    // The block as mkenvimage writes it: CRC-32 (little endian) of the rest, then NUL-separated
+    // KEY=VALUE entries, an empty one ending the list, zero padding to the size.
+    constexpr std::size_t kSize = 0x4000;
+    std::string data = std::string("BOOT_ORDER=A B") + '\0' + "BOOT_A_LEFT=3" + '\0' + "bootcmd=run rauc_ab" + '\0';
+    data.resize(kSize - 4, '\0');
+    std::uint32_t crc = 0xffffffffu;
+    for (const char c : data) {
+        crc ^= static_cast<unsigned char>(c);
+        for (int bit = 0; bit < 8; ++bit) crc = (crc >> 1) ^ (0xedb88320u & (0u - (crc & 1u)));
+    }
+    crc = ~crc;
+    std::string block(4, '\0');
+    for (int i = 0; i < 4; ++i) block[i] = static_cast<char>((crc >> (8 * i)) & 0xff);
+    writeFile(tmp / "uboot.env", block + data);
+    writeFile(tmp / "fw_env.config", (tmp / "uboot.env").string() + " 0x0 0x4000\n");
+    writeFile(tmp / "cmdline", "console=ttyS0 rauc.slot=A\n");
+    UBootConfig config;
+    config.fw_printenv = {printenv, "-c", (tmp / "fw_env.config").string()};
+    config.fw_setenv = {setenv, "-c", (tmp / "fw_env.config").string()};
+    config.cmdline = tmp / "cmdline";
+    SystemClock clock;
+    UBootControl control(config, clock);
+    const auto print = [&](const std::string& name) {
+        return edge::test::runCommand({printenv, "-c", (tmp / "fw_env.config").string(), "-n", name}).out;
+    };
+
+    // BOOT_B_LEFT is not in the block: the boot script's default applies.
+    auto s = stateOf(control);
+    CHECK(s.booted == Slot::kA);
+    CHECK(s.order == std::vector{Slot::kA, Slot::kB});
+    CHECK(s.attemptsLeft(Slot::kB) == 3);
+
+    REQUIRE(control.tryOnce(Slot::kB));
+    CHECK(print("BOOT_ORDER") == "B A\n");
+    CHECK(print("BOOT_B_LEFT") == "1\n");
+    CHECK(print("bootcmd") == "run rauc_ab\n");  // other variables are kept
+
+    // The board's script takes the try and boots B, which marks itself good.
+    REQUIRE(edge::test::runCommand({setenv, "-c", (tmp / "fw_env.config").string(), "BOOT_B_LEFT", "0"}).exit_code == 0);
+    writeFile(tmp / "cmdline", "console=ttyS0 rauc.slot=B\n");
+    markGoodThenFallBack(control);
+    CHECK(print("BOOT_ORDER") == "A B\n");
+    CHECK(print("BOOT_B_LEFT") == "0\n");
+
+    // A damaged block is an error, not the defaults.
+    auto damaged = readFile(tmp / "uboot.env");
+    damaged[100] = static_cast<char>(damaged[100] ^ 0x20);
+    writeFile(tmp / "uboot.env", damaged);
+    auto broken = control.state();
+    REQUIRE_FALSE(broken);
+    CHECK(broken.error().code() == FirmwareErrc::kBootControl);
+}
+
 TEST_CASE("GrubBootControl: reads and writes RAUC's variables with grub-editenv", "[firmware]") {
     TempDir tmp;
     SystemClock clock;
@@ -321,12 +393,7 @@ esac
     CHECK_THAT(listed.out, Catch::Contains("BOOT_ORDER=B A"));
 
     writeFile(config.cmdline, "rauc.slot=B\n");
-    REQUIRE(control.markGood(Slot::kB));
-    s = stateOf(control);
-    CHECK(s.booted == Slot::kB);
-    CHECK(s.primary() == Slot::kB);
-    CHECK(s.attemptsLeft(Slot::kB) == 3);
-    REQUIRE(control.fallBack(Slot::kB));
+    markGoodThenFallBack(control);
     s = stateOf(control);
     CHECK(s.order == std::vector{Slot::kA, Slot::kB});
     CHECK(s.attemptsLeft(Slot::kB) == 0);
