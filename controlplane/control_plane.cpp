@@ -100,8 +100,10 @@ Result<ReloadReport> ControlPlane::apply(CompiledFleet fleet, bool force_refresh
         // A quarantined device gets no artifacts and a policy that admits nothing new.
         const auto quarantine = attestation_ ? attestation_->quarantined(id) : std::nullopt;
         auto content = quarantine ? AttestationService::quarantine(group_content, *quarantine) : group_content;
-        const auto digest = content.contentDigest();
         const auto* current = registry_.desiredFor(id);
+        const auto asked = retry_asked_.find(id);
+        content.retry = asked != retry_asked_.end() ? asked->second : current != nullptr ? current->retry : 0;
+        const auto digest = content.contentDigest();
         const bool stale = current != nullptr && current->expires_at - now < ttl / 2;
         if (current != nullptr && current->content_digest == digest && !(force_refresh && stale)) {
             continue;
@@ -112,7 +114,7 @@ Result<ReloadReport> ControlPlane::apply(CompiledFleet fleet, bool force_refresh
         auto jws = security::signBundle(content, keys_);
         if (!jws) return fail(std::move(jws.error()).wrap(fmt::format("sign bundle for '{}'", id)));
         changed[id] = DesiredRecord{content.version, digest, content.issued_at, content.expires_at,
-                                    std::move(*jws)};
+                                    std::move(*jws), content.retry};
         if (attestation_) attestation_->onSigned(id, content);
     }
     // Persist before publishing: a crash after publish must not reuse a version number.
@@ -187,6 +189,19 @@ void ControlPlane::setAttestation(AttestationService* attestation) {
                                 const auto* r = registry_.reportedFor(id);
                                 return r != nullptr && r->online;
                             }});
+}
+
+Result<std::uint64_t> ControlPlane::retry(const std::string& id) {
+    if (!fleet_.devices.contains(id)) return fail(SharedErrc::kNotFound, fmt::format("no device '{}' in the fleet", id));
+    const auto* current = registry_.desiredFor(id);
+    const std::uint64_t next = (current != nullptr ? current->retry : 0) + 1;
+    retry_asked_ = {{id, next}};
+    auto report = apply(fleet_, false);
+    retry_asked_.clear();
+    if (!report) return fail(std::move(report.error()).wrap(fmt::format("retry '{}'", id)));
+    for (const auto& changed : report->changed) publishDesired(changed);
+    log::info("retry generation {} for '{}': bundle v{}", next, id, registry_.desiredFor(id)->version);
+    return next;
 }
 
 void ControlPlane::reissue() {
@@ -296,6 +311,14 @@ http::Response ControlPlane::handle(const http::Request& request) {
     }
     if (request.path.starts_with("/v1/devices/")) {
         auto id = request.path.substr(12);
+        if (id.ends_with("/retry")) {
+            id.resize(id.size() - 6);
+            if (!fleet_.devices.contains(id)) return http::errorResponse(404, "no such device");
+            if (request.method != "POST") return http::errorResponse(405, "use POST");
+            auto generation = retry(id);
+            if (!generation) return http::errorResponse(500, generation.error().what());
+            return json(200, {{"device", id}, {"retry", *generation}, {"version", registry_.desiredFor(id)->version}});
+        }
         for (const char* action : {"attestation", "attest", "reenroll"}) {
             const auto leaf = std::string("/") + action;
             if (id.ends_with(leaf)) {

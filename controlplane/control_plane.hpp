@@ -4,6 +4,7 @@
 // tracks device status, and answers the HTTP API. Lives on the event loop thread.
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -54,6 +55,10 @@ public:
     /// The attestation verifier (optional; set before start()): quarantined devices get a
     /// quarantine bundle, attest/* messages go to it, and the API exposes it.
     void setAttestation(AttestationService* attestation);
+    /// `edgectl retry`: signs and publishes the device's bundle again with the next retry
+    /// generation, so that what failed under its content (a firmware, a model) is tried again.
+    /// Returns the new generation. kNotFound for a device not in the fleet.
+    [[nodiscard]] Result<std::uint64_t> retry(const std::string& id);
 
 private:
     [[nodiscard]] Result<ReloadReport> apply(CompiledFleet fleet, bool force_refresh);
@@ -80,6 +85,7 @@ private:
     CompiledFleet fleet_;
     std::unique_ptr<Timer> refresh_timer_;
     AttestationService* attestation_ = nullptr;
+    std::map<std::string, std::uint64_t> retry_asked_;  // during retry(): the generation to sign
 };
 
 }  // namespace edge::controlplane

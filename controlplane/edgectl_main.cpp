@@ -198,6 +198,10 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(std::size_t{0}, std::size_t{10000}));
     decisions->add_option("-o,--output", output, "table or json")->check(CLI::IsMember({"table", "json"}));
 
+    std::string retry_id;
+    auto* retry_cmd = app.add_subcommand(
+        "retry", "publish a device's bundle again so that what failed under it (firmware, model) is tried again");
+    retry_cmd->add_option("device", retry_id, "device id")->required();
     std::string attest_id;
     bool reenroll = false;
     int attest_timeout = 30;
@@ -283,6 +287,17 @@ int main(int argc, char** argv) {
             printDecisions(*body);
         }
         return (*body)["chain"].value("verified", false) ? 0 : 3;
+    }
+    if (*retry_cmd) {
+        if (!bundle::isValidDeviceId(retry_id)) {
+            std::cerr << "edgectl: '" << retry_id << "' is not a device id ([A-Za-z0-9._-]{1,64})\n";
+            return 2;
+        }
+        auto body = call("POST", server, fmt::format("/v1/devices/{}/retry", retry_id));
+        if (!body) return 1;
+        std::cout << retry_id << ": bundle v" << body->value("version", std::uint64_t{0}) << " published (retry "
+                  << body->value("retry", std::uint64_t{0}) << ")\n";
+        return 0;
     }
     if (*attest_cmd) {
         if (!bundle::isValidDeviceId(attest_id)) {

@@ -8,8 +8,9 @@ namespace {
 constexpr std::string_view kDesiredDb = "desired";
 
 nlohmann::json toJson(const DesiredRecord& r) {
-    return {{"version", r.version}, {"content_digest", r.content_digest},
-            {"issued_at", r.issued_at}, {"expires_at", r.expires_at}, {"jws", r.jws}};
+    return {{"version", r.version},       {"content_digest", r.content_digest},
+            {"issued_at", r.issued_at},   {"expires_at", r.expires_at},
+            {"jws", r.jws},               {"retry", r.retry}};
 }
 
 Result<DesiredRecord> fromJson(std::string_view key, std::string_view text) {
@@ -21,7 +22,8 @@ Result<DesiredRecord> fromJson(std::string_view key, std::string_view text) {
         return DesiredRecord{j.at("version").get<std::uint64_t>(),
                              j.at("content_digest").get<std::string>(),
                              j.at("issued_at").get<std::int64_t>(),
-                             j.at("expires_at").get<std::int64_t>(), j.at("jws").get<std::string>()};
+                             j.at("expires_at").get<std::int64_t>(), j.at("jws").get<std::string>(),
+                             j.value("retry", std::uint64_t{0})};
     } catch (const nlohmann::json::exception& e) {
         return fail(SharedErrc::kStore, fmt::format("desired record '{}': {}", key, e.what()));
     }

@@ -20,6 +20,7 @@ struct DesiredRecord {
     std::int64_t issued_at = 0;
     std::int64_t expires_at = 0;
     std::string jws;  // the signed bundle as published
+    std::uint64_t retry = 0;  // the bundle's retry generation (edgectl retry)
 };
 
 struct ReportedStatus {

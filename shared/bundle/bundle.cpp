@@ -266,7 +266,7 @@ Result<Bundle> parseDocument(std::string_view text) {
 
     static const std::set<std::string> kKnown = {"schema",    "device", "version", "issued_at",
                                                  "expires_at", "source", "policies", "data",
-                                                 "enforcement", "artifacts"};
+                                                 "enforcement", "artifacts", "retry"};
     for (const auto& item : doc.items()) {
         if (!kKnown.contains(item.key())) return bad("unknown field \"" + item.key() + "\"");
     }
@@ -324,6 +324,10 @@ Result<Bundle> parseDocument(std::string_view text) {
         if (!artifacts) return fail(std::move(artifacts.error()));
         out.artifacts = std::move(*artifacts);
     }
+    if (auto it = doc.find("retry"); it != doc.end()) {
+        if (!it->is_number_unsigned()) return bad("field \"retry\" must be an unsigned integer");
+        out.retry = it->get<std::uint64_t>();
+    }
     return out;
 }
 
@@ -334,6 +338,7 @@ std::string Bundle::contentDigest() const {
     json content = {{"policies", policies}, {"data", data},
                     {"enforcement", enforcementJson(enforcement)}};
     if (!artifacts.empty()) content["artifacts"] = artifactsJson(artifacts);
+    if (retry > 0) content["retry"] = retry;  // absent at 0: digests of earlier bundles hold
     return "sha256:" + security::sha256Hex(dumpCompact(content));
 }
 
@@ -355,6 +360,7 @@ std::string toJson(const Bundle& bundle) {
                       {"policies", bundle.policies},     {"data", bundle.data},
                       {"enforcement", enforcementJson(bundle.enforcement)}};
     if (!bundle.artifacts.empty()) doc["artifacts"] = artifactsJson(bundle.artifacts);
+    if (bundle.retry > 0) doc["retry"] = bundle.retry;
     return dumpCompact(doc);
 }
 

@@ -92,12 +92,15 @@ struct Bundle {
     Enforcement enforcement;
     /// At most one firmware artifact; model names unique.
     std::vector<Artifact> artifacts;
+    /// The operator's retry generation for this device (`edgectl retry`), 0 when never asked.
+    /// Part of the content: a new one makes what failed under the same content run again.
+    std::uint64_t retry = 0;
 
     /// The firmware artifact, if any.
     [[nodiscard]] const Artifact* firmware() const;
 
-    /// Digest of what the device is told to do (policies, data, enforcement), independent of version,
-    /// times and source: equal contents give equal digests.
+    /// Digest of what the device is told to do (policies, data, enforcement, artifacts, retry),
+    /// independent of version, times and source: equal contents give equal digests.
     [[nodiscard]] std::string contentDigest() const;
 };
 

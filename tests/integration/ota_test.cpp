@@ -294,6 +294,20 @@ TEST_CASE("OTA: models and A/B firmware from the artifact store, with provenance
     std::this_thread::sleep_for(1500ms);
     CHECK(reboots(fleet, "edge-2") == 2);
     CHECK(getJson(fleet, "edge-2", "/v1/ota")["domains"]["firmware"] == "failed");
+    // `edgectl retry`: the operator asks for it once more; edge-2 downloads, installs and asks
+    // for the reboot again.
+    {
+        const auto retried = test::runCommand(
+            {test::binary("edgectl").string(), "--server", fleet.server(), "retry", "edge-2"});
+        INFO(retried.err);
+        REQUIRE(retried.exit_code == 0);
+        CHECK_THAT(retried.out, Catch::Contains("(retry 1)"));
+        REQUIRE(test::waitUntil([&] { return reboots(fleet, "edge-2") == 3; }, 30s));
+        const auto ota = getJson(fleet, "edge-2", "/v1/ota");
+        INFO(ota.dump());
+        CHECK(ota["domains"]["firmware"] == "rebooting");
+        CHECK(firmwareState(ota) == "rebooting");
+    }
 
     // The status topic carries the same, so the control plane sees it.
     REQUIRE(test::waitUntil(

@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "controlplane/control_plane.hpp"
 #include "security/bundle_signing.hpp"
@@ -42,9 +43,10 @@ struct Rig {
         mqtt.published.clear();
         REQUIRE(cp->start());
     }
-    std::map<std::string, std::uint64_t> publishedVersions() {
+    /// The bundles published, verified, by device (the last one of each).
+    std::map<std::string, bundle::Bundle> publishedBundles() {
         security::TrustRoot root = security::TrustRoot::create({key.publicKey()}, 1);
-        std::map<std::string, std::uint64_t> out;
+        std::map<std::string, bundle::Bundle> out;
         for (const auto& m : mqtt.published) {
             if (!m.topic.ends_with("/desired") || m.payload.empty()) continue;
             const auto id = m.topic.substr(std::string("edge/v1/dev/").size(),
@@ -53,8 +55,13 @@ struct Rig {
             REQUIRE(b);
             CHECK(m.retained);
             CHECK(m.qos == 1);
-            out[id] = b->version;
+            out[id] = *b;
         }
+        return out;
+    }
+    std::map<std::string, std::uint64_t> publishedVersions() {
+        std::map<std::string, std::uint64_t> out;
+        for (const auto& [id, b] : publishedBundles()) out[id] = b.version;
         return out;
     }
 };
@@ -102,6 +109,48 @@ TEST_CASE("ControlPlane: versions keep growing across restarts") {
     rig.mqtt.published.clear();
     REQUIRE(rig.cp->reload());
     CHECK(rig.publishedVersions() == std::map<std::string, std::uint64_t>{{"edge-1", 3}, {"edge-2", 3}, {"edge-3", 3}});
+}
+
+TEST_CASE("ControlPlane: retry re-signs one device's bundle with the next generation, kept across restarts") {
+    Rig rig;
+    rig.mqtt.connect();
+    rig.mqtt.published.clear();
+    http::Request post;
+    post.method = "POST";
+    post.path = "/v1/devices/edge-2/retry";
+    auto res = rig.cp->handle(post);
+    REQUIRE(res.status == 200);
+    CHECK(nlohmann::json::parse(res.body) == nlohmann::json{{"device", "edge-2"}, {"retry", 1}, {"version", 2}});
+    auto published = rig.publishedBundles();
+    REQUIRE(published.size() == 1);  // edge-2 only
+    CHECK(published["edge-2"].version == 2);
+    CHECK(published["edge-2"].retry == 1);
+
+    rig.mqtt.published.clear();
+    res = rig.cp->handle(post);
+    REQUIRE(res.status == 200);
+    CHECK(nlohmann::json::parse(res.body)["retry"] == 2);
+    CHECK(rig.publishedBundles()["edge-2"].retry == 2);
+
+    // A restart keeps the generation: the same fleet signs nothing new.
+    rig.open();
+    rig.mqtt.connect();
+    CHECK(rig.publishedBundles()["edge-2"].retry == 2);
+    rig.mqtt.published.clear();
+    auto report = rig.cp->reload();
+    REQUIRE(report);
+    CHECK(report->changed.empty());
+    // And a change to the fleet keeps it too.
+    std::ofstream(rig.dir / "fleet/data/locality.yaml", std::ios::app) << "extra: 1\n";
+    REQUIRE(rig.cp->reload());
+    CHECK(rig.publishedBundles()["edge-2"].retry == 2);
+    CHECK(rig.publishedBundles()["edge-1"].retry == 0);
+
+    http::Request get = post;
+    get.method = "GET";
+    CHECK(rig.cp->handle(get).status == 405);
+    post.path = "/v1/devices/nope/retry";
+    CHECK(rig.cp->handle(post).status == 404);
 }
 
 TEST_CASE("ControlPlane: a bad fleet is refused as a whole and the last good one is kept") {

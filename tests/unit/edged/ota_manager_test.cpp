@@ -185,13 +185,23 @@ TEST_CASE("OtaManager: a failed firmware is not tried again for a re-signed bund
     // A restart with v3 re-signed as v4 tries nothing either.
     auto v4 = std::make_shared<bundle::Bundle>(*v3);
     v4->version = 4;
-    const auto again = dev.run(v4, [&](const nlohmann::json& s) {
-        if (!failed_at(4)(s)) return false;
-        std::this_thread::sleep_for(500ms);
-        return true;
-    });
+    // Then `edgectl retry`: the same content with the next retry generation tries it once more.
+    auto v5 = std::make_shared<bundle::Bundle>(*v4);
+    v5->version = 5;
+    v5->retry = 1;
+    std::size_t requests_after_v4 = 0;
+    const auto again = dev.run(
+        v4,
+        [&](const nlohmann::json& s) {
+            if (!failed_at(4)(s)) return false;
+            std::this_thread::sleep_for(500ms);
+            requests_after_v4 = rig.seenRanges().size();
+            return true;
+        },
+        {{v5, [&](const nlohmann::json& s) { return failed_at(5)(s) && rig.seenRanges().size() > 2; }}});
+    CHECK(requests_after_v4 == 2);
     CHECK(again["domains"]["firmware"] == "failed");
-    CHECK(rig.seenRanges().size() == 2);
+    CHECK(rig.seenRanges().size() == 3);
 }
 
 TEST_CASE("OtaManager: a cached firmware download survives a restart: its .part goes on, a whole one is not fetched again",

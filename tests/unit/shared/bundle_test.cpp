@@ -103,6 +103,28 @@ TEST_CASE("Bundle: enforcement is optional, and checked when present") {
     CHECK(changed.contentDigest() != sample().contentDigest());
 }
 
+TEST_CASE("Bundle: retry is optional, part of the content, and an unsigned integer") {
+    auto b = sample();
+    CHECK(bundle::toJson(b).find("\"retry\"") == std::string::npos);  // absent at 0
+    const auto without = b.contentDigest();
+    b.retry = 2;
+    auto parsed = bundle::fromJson(bundle::toJson(b));
+    REQUIRE(parsed);
+    CHECK(parsed->retry == 2);
+    CHECK(b.contentDigest() != without);
+    auto resigned = b;
+    resigned.version += 1;
+    resigned.issued_at += 60;
+    CHECK(resigned.contentDigest() == b.contentDigest());
+    for (const json& bad : {json(-1), json("1"), json(1.5)}) {
+        auto doc = json::parse(bundle::toJson(b));
+        doc["retry"] = bad;
+        auto refused = bundle::fromJson(doc.dump());
+        REQUIRE_FALSE(refused);
+        CHECK_THAT(refused.error().what(), Catch::Contains("retry"));
+    }
+}
+
 TEST_CASE("Bundle: fromJson accepts negative times and empty policies and data") {
     auto doc = sampleJson();
     doc["issued_at"] = -5;
