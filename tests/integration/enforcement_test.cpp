@@ -349,6 +349,10 @@ TEST_CASE("Enforcement: past offline.max_age the fail-safe set applies, and a fr
     std::ofstream(fleet.dir / "fleet/data/budget.yaml", std::ios::app) << "  reviewed: true\n";
     REQUIRE(test::runCommand({test::binary("edgectl").string(), "--server", fleet.server(), "reload"}).exit_code == 0);
     REQUIRE(test::waitUntil([&] { return call(*api, "GET", "/health")["bundle_version"] == version + 1; }, 30s));
+    // The retained bundle can arrive just before the client reports its subscriptions done (the
+    // broker sends both at once): the device counts itself online, and the main set applies,
+    // a moment later.
+    REQUIRE(test::waitUntil([&] { return call(*api, "GET", "/health")["policy_set"] == "main"; }, 10s));
     auto back = call(*api, "POST", "/v1/admit", pod("vision", 1));
     CHECK(back["policy_set"] == "main");
     CHECK(back["allowed"] == true);
