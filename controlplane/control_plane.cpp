@@ -92,7 +92,8 @@ Result<ReloadReport> ControlPlane::reload() {
     return report;
 }
 
-Result<ReloadReport> ControlPlane::apply(CompiledFleet fleet, bool force_refresh) {
+Result<ReloadReport> ControlPlane::apply(CompiledFleet fleet, bool force_refresh,
+                                         const std::pair<std::string, std::uint64_t>& retry) {
     const auto now = clock_.unixSeconds();
     const auto ttl = settings_.bundle_ttl.count();
     std::map<std::string, DesiredRecord> changed;
@@ -101,8 +102,7 @@ Result<ReloadReport> ControlPlane::apply(CompiledFleet fleet, bool force_refresh
         const auto quarantine = attestation_ ? attestation_->quarantined(id) : std::nullopt;
         auto content = quarantine ? AttestationService::quarantine(group_content, *quarantine) : group_content;
         const auto* current = registry_.desiredFor(id);
-        const auto asked = retry_asked_.find(id);
-        content.retry = asked != retry_asked_.end() ? asked->second : current != nullptr ? current->retry : 0;
+        content.retry = id == retry.first ? retry.second : current != nullptr ? current->retry : 0;
         const auto digest = content.contentDigest();
         const bool stale = current != nullptr && current->expires_at - now < ttl / 2;
         if (current != nullptr && current->content_digest == digest && !(force_refresh && stale)) {
@@ -195,9 +195,7 @@ Result<std::uint64_t> ControlPlane::retry(const std::string& id) {
     if (!fleet_.devices.contains(id)) return fail(SharedErrc::kNotFound, fmt::format("no device '{}' in the fleet", id));
     const auto* current = registry_.desiredFor(id);
     const std::uint64_t next = (current != nullptr ? current->retry : 0) + 1;
-    retry_asked_ = {{id, next}};
-    auto report = apply(fleet_, false);
-    retry_asked_.clear();
+    auto report = apply(fleet_, false, {id, next});
     if (!report) return fail(std::move(report.error()).wrap(fmt::format("retry '{}'", id)));
     for (const auto& changed : report->changed) publishDesired(changed);
     log::info("retry generation {} for '{}': bundle v{}", next, id, registry_.desiredFor(id)->version);

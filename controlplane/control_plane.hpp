@@ -61,7 +61,9 @@ public:
     [[nodiscard]] Result<std::uint64_t> retry(const std::string& id);
 
 private:
-    [[nodiscard]] Result<ReloadReport> apply(CompiledFleet fleet, bool force_refresh);
+    /// Signs what changed; retry names a device whose bundle gets a new retry generation.
+    [[nodiscard]] Result<ReloadReport> apply(CompiledFleet fleet, bool force_refresh,
+                                             const std::pair<std::string, std::uint64_t>& retry = {});
     void publishDesired(const std::string& id);
     void onMessage(const mqtt::Message& message);
     void onStream(const std::string& id, const std::string& stream, const std::string& payload);
@@ -85,7 +87,6 @@ private:
     CompiledFleet fleet_;
     std::unique_ptr<Timer> refresh_timer_;
     AttestationService* attestation_ = nullptr;
-    std::map<std::string, std::uint64_t> retry_asked_;  // during retry(): the generation to sign
 };
 
 }  // namespace edge::controlplane

@@ -231,33 +231,27 @@ Status Updater::checkHealth(const HealthCheck& health) {
     return {};
 }
 
-std::uint64_t Updater::loadCheckpoint() const {
+Updater::Checkpoint Updater::loadCheckpoint() const {
     const auto& r = record();
     auto stored = store_->getOne(kFirmwareDb, kStreamCheckpointKey);
-    if (!stored || !*stored) return 0;
+    if (!stored || !*stored) return {};
     const auto j = nlohmann::json::parse(**stored, nullptr, false);
     try {
         if (!j.is_object() || j.value("sha256", "") != r.target.sha256 ||
             j.value("slot", "") != slotName(r.target_slot)) {
-            return 0;
+            return {};
         }
         const auto bytes = j.value("bytes", std::uint64_t{0});
-        return bytes <= r.target.size ? bytes : 0;
+        if (bytes > r.target.size) return {};
+        const auto at = j.find("resumed_at");
+        return {bytes, at != j.end() && at->is_number_unsigned() ? at->get<std::uint64_t>() : 0};
     } catch (const nlohmann::json::exception&) {
-        return 0;  // mistyped: start from byte 0
+        return {};  // mistyped: start from byte 0
     }
 }
 
 bool Updater::progressedSinceLastRun() {
-    const auto bytes = loadCheckpoint();  // 0 unless it is this update's
-    std::uint64_t before = 0;
-    if (bytes > 0) {
-        if (auto stored = store_->getOne(kFirmwareDb, kStreamCheckpointKey); stored && *stored) {
-            const auto j = nlohmann::json::parse(**stored, nullptr, false);
-            const auto it = j.is_object() ? j.find("resumed_at") : j.end();
-            if (j.is_object() && it != j.end() && it->is_number_unsigned()) before = it->get<std::uint64_t>();
-        }
-    }
+    const auto [bytes, before] = loadCheckpoint();  // 0 unless it is this update's
     resumed_at_ = bytes;
     if (bytes <= before) return false;
     saveCheckpoint(bytes);  // now with resumed_at: the next restart compares with this one
@@ -299,7 +293,7 @@ Status Updater::installStreamed(Slot target) {
     };
     auto slot = open();
     if (!slot) return failWith(UpdateEvent::kInstallFailed, std::move(slot.error()).wrap(what));
-    std::uint64_t resumed = loadCheckpoint();
+    std::uint64_t resumed = loadCheckpoint().bytes;
     if (resumed > 0) {
         if (auto adopted = (*slot)->writer().adopt(resumed); !adopted) {
             clearCheckpoint();

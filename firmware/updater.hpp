@@ -159,11 +159,18 @@ private:
     /// The Installing entry action of a streamed update. An error return means a transient
     /// failure (no event fired); otherwise the event fired says how it went.
     [[nodiscard]] Status installStreamed(Slot target);
-    [[nodiscard]] std::uint64_t loadCheckpoint() const;
+    /// The durable stream checkpoint of this update (zeros when there is none, or it is of
+    /// another image or slot): bytes in the slot, and bytes at the previous run's first
+    /// continueInstall() (resumed_at).
+    struct Checkpoint {
+        std::uint64_t bytes = 0;
+        std::uint64_t resumed_at = 0;
+    };
+    [[nodiscard]] Checkpoint loadCheckpoint() const;
     void saveCheckpoint(std::uint64_t durable);
     void clearCheckpoint();
     /// For continueInstall()'s first call in a run: whether the checkpoint is further than at
-    /// the previous run's first call (which the checkpoint remembers, as resumed_at).
+    /// the previous run's first call.
     [[nodiscard]] bool progressedSinceLastRun();
 
     UpdateMachine machine_;
