@@ -13,8 +13,10 @@ PACKAGES=(
   # zstd-compressed artifacts (docs/ota.md): the library, and the CLI the tests compress with.
   libzstd-dev zstd
   procps iproute2 curl
-  # grub-editenv: the GRUB boot-control backend's tests run against the real tool.
-  grub-common
+  # grub-editenv: the GRUB boot-control backend's tests run against the real tool; grub-emu
+  # (GRUB as a user-space program) and e2fsprogs (mke2fs, debugfs) let the tests boot the
+  # shipped deploy/boot/grub/ab-select.cfg with GRUB itself.
+  grub-common grub-emu e2fsprogs
   # fw_printenv/fw_setenv (libubootenv): the U-Boot backend's tests run against the real tools.
   libubootenv-tool
 )

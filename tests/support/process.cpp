@@ -195,6 +195,17 @@ void Process::kill() {
     reap(true);
 }
 
+std::string findProgram(const std::string& name) {
+    const char* path = std::getenv("PATH");
+    std::stringstream dirs(std::string(path != nullptr ? path : "/usr/bin:/bin") + ":/usr/sbin:/sbin");
+    for (std::string dir; std::getline(dirs, dir, ':');) {
+        if (dir.empty()) continue;
+        std::string candidate = dir + "/" + name;
+        if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+    }
+    return {};
+}
+
 CommandResult runCommand(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
     int out_pipe[2];
     int err_pipe[2];

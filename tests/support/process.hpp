@@ -55,6 +55,10 @@ struct CommandResult {
     std::string err;  // stderr
 };
 
+/// The executable name in PATH, then in /usr/sbin and /sbin (mke2fs, debugfs), as a path;
+/// empty when there is none.
+std::string findProgram(const std::string& name);
+
 /// Runs argv to completion, capturing stdout and stderr.
 CommandResult runCommand(const std::vector<std::string>& argv,
                          std::chrono::milliseconds timeout = std::chrono::seconds(30));

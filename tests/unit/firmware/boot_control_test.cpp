@@ -82,16 +82,6 @@ void markGoodThenFallBack(BootControl& control) {
     REQUIRE(control.fallBack(Slot::kB));
 }
 
-std::string findInPath(const std::string& name) {
-    const char* path = std::getenv("PATH");
-    std::stringstream dirs(path != nullptr ? path : "/usr/bin:/bin");
-    for (std::string dir; std::getline(dirs, dir, ':');) {
-        const auto candidate = std::filesystem::path(dir) / name;
-        if (::access(candidate.c_str(), X_OK) == 0) return candidate.string();
-    }
-    return {};
-}
-
 }  // namespace
 
 TEST_CASE("FileBootControl: a missing environment reads as RAUC's defaults", "[firmware]") {
@@ -287,8 +277,8 @@ TEST_CASE("UBootControl: reads and writes RAUC's variables with fw_printenv and 
 
 TEST_CASE("UBootControl: works with Debian's fw_printenv and fw_setenv (libubootenv) on an environment block",
           "[firmware]") {
-    const auto printenv = findInPath("fw_printenv");
-    const auto setenv = findInPath("fw_setenv");
+    const auto printenv = edge::test::findProgram("fw_printenv");
+    const auto setenv = edge::test::findProgram("fw_setenv");
     // deploy/install-deps.sh installs libubootenv-tool.
     REQUIRE_FALSE(printenv.empty());
     REQUIRE_FALSE(setenv.empty());
@@ -353,7 +343,7 @@ TEST_CASE("GrubBootControl: reads and writes RAUC's variables with grub-editenv"
     config.env_file = tmp / "grubenv";
     config.cmdline = tmp / "cmdline";
     writeFile(config.cmdline, "BOOT_IMAGE=/vmlinuz rauc.slot=A ro\n");
-    std::string editenv = findInPath("grub-editenv");
+    std::string editenv = edge::test::findProgram("grub-editenv");
     if (editenv.empty()) {
         // No GRUB tools here: a fake with grub-editenv's list/set/create behaviour.
         editenv = (tmp / "grub-editenv").string();

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -101,23 +102,47 @@ private:
     CrashPlan* plan_;
 };
 
+/// The device's boot environment and its bootloader. The default is the file backend with its
+/// simulated bootloader; grub_script_test.cpp plays GRUB (grub-editenv and grub-emu running
+/// deploy/boot/grub/ab-select.cfg). Errors, not Catch assertions: forked children use it.
+struct BootRig {
+    virtual ~BootRig() = default;
+    /// The BootControl the daemon uses on this environment.
+    [[nodiscard]] virtual std::unique_ptr<BootControl> control() = 0;
+    /// Plays the bootloader at power-on: picks the slot, counts the attempt, records the booted
+    /// slot where control() reads it, and returns it.
+    [[nodiscard]] virtual Result<Slot> boot() = 0;
+};
+
+struct FileBootRig final : BootRig {
+    FileBootRig(std::filesystem::path env, std::filesystem::path booted)
+        : env(std::move(env)), booted(std::move(booted)) {}
+    std::unique_ptr<BootControl> control() override {
+        return std::make_unique<FileBootControl>(env, booted);
+    }
+    Result<Slot> boot() override { return FileBootControl(env, booted).simulateBoot(); }
+    std::filesystem::path env, booted;
+};
+
 /// A device with two slot files. Slot A holds the factory image (1.0); slot B holds junk and is
 /// provisioned unbootable, as an installer would leave it.
 struct Device {
-    explicit Device(const std::filesystem::path& root, std::size_t chunk = 4096)
+    /// rig: the boot environment and bootloader (default: the file backend's, in root).
+    explicit Device(const std::filesystem::path& root, std::size_t chunk = 4096,
+                    std::shared_ptr<BootRig> boot_rig = {})
         : dir(root), chunk_size(chunk) {
         slots = {root / "slot-a.img", root / "slot-b.img"};
         env = root / "bootenv";
         booted = root / "booted";
         db = root / "state";
         images = root / "images";
+        rig = boot_rig ? std::move(boot_rig) : std::make_shared<FileBootRig>(env, booted);
         std::filesystem::create_directories(images);
         factory = makeImage(images, "BOOTS-OK", "1.0");
         writeFile(slots.a, factory.bytes);
         writeFile(slots.b, "junk left by the factory");
         bootable.push_back(factory.bytes);
-        FileBootControl boot(env, booted);
-        REQUIRE(boot.fallBack(Slot::kB));
+        REQUIRE(rig->control()->fallBack(Slot::kB));
     }
 
     /// Adds an image the device may boot (unless its marker says otherwise).
@@ -147,8 +172,7 @@ struct Device {
     /// The daemon's health check: the running image must not be a "sick" one.
     [[nodiscard]] HealthCheck health() const {
         return [this]() -> Status {
-            FileBootControl boot(env, booted);
-            auto st = boot.state();
+            auto st = rig->control()->state();
             if (!st) return fail(st.error());
             if (readFile(slots.of(st->booted)).starts_with("BOOTS-SICK")) {
                 return fail(FirmwareErrc::kHealth, "service 'inference' crashed 3 times");
@@ -164,7 +188,9 @@ struct Device {
     std::uint64_t checkpoint_bytes = 8192;
     bool direct_io = true;  // where the test folder's file system has O_DIRECT
     SlotPaths slots;
+    /// The file backend's environment and booted-slot files (used by the default rig).
     std::filesystem::path env, booted, db, images;
+    std::shared_ptr<BootRig> rig;
     TestImage factory;
     std::vector<std::string> bootable;
 };
@@ -215,8 +241,8 @@ inline Result<int> withDaemon(Device& dev, CrashPlan* plan,
                               const std::function<Status(Updater&)>& fn) {
     auto store = store::LmdbStore::open(dev.db);
     if (!store) return fail(std::move(store.error()));
-    FileBootControl file_boot(dev.env, dev.booted);
-    CrashingBootControl boot(file_boot, plan);
+    auto control = dev.rig->control();
+    CrashingBootControl boot(*control, plan);
     edge::test::FakeRebooter rebooter;
     SystemClock clock;
     auto updater = Updater::open(**store, boot, rebooter, clock, dev.config(), hooksFor(plan));
@@ -233,14 +259,13 @@ inline Result<int> withDaemon(Device& dev, CrashPlan* plan,
 inline Result<DeviceRun> runDevice(Device& dev, bool power_on, CrashPlan* plan = nullptr,
                                    int max_boots = 8) {
     DeviceRun run;
-    FileBootControl bootloader(dev.env, dev.booted);
     bool boot_next = power_on;
     while (true) {
         if (boot_next) {
             if (++run.boots > max_boots) {
                 return fail(FirmwareErrc::kLoopGuard, "device keeps rebooting");
             }
-            auto slot = bootloader.simulateBoot();
+            auto slot = dev.rig->boot();
             if (!slot) return fail(std::move(slot.error()));
             if (!dev.boots(*slot)) continue;  // kernel panic: the board resets
         }
@@ -257,7 +282,7 @@ inline Result<DeviceRun> runDevice(Device& dev, bool power_on, CrashPlan* plan =
         if (*reboots == 0) break;
         boot_next = true;
     }
-    auto st = bootloader.state();
+    auto st = dev.rig->control()->state();
     if (!st) return fail(std::move(st.error()));
     run.running = st->booted;
     return run;
@@ -284,8 +309,7 @@ inline UpdateRecord recordOf(const Device& dev) {
 }
 
 inline BootState bootStateOf(const Device& dev) {
-    FileBootControl boot(dev.env, dev.booted);
-    auto st = boot.state();
+    auto st = dev.rig->control()->state();
     INFO(what(st));
     REQUIRE(st);
     return *st;

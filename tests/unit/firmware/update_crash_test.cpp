@@ -9,6 +9,7 @@
 #include "firmware/errors.hpp"
 #include "firmware/updater.hpp"
 #include "tests/unit/firmware/firmware_test_support.hpp"
+#include "tests/unit/firmware/grub_rig.hpp"
 
 namespace edge::firmware {
 namespace {
@@ -97,10 +98,13 @@ void checkSettled(Device& dev, const test::TestImage& img, Expect expect, bool p
 
 // One crash: fresh device, child crashes per plan, parent restarts. Returns false when the
 // plan never fired (the whole update ran without reaching the crash point).
+/// grub: GRUB running the shipped ab-select.cfg is the bootloader (else the simulated one).
 bool crashAndRecover(const std::string& marker, Expect expect, CrashPlan plan, bool power_cycle,
-                     bool stream) {
+                     bool stream, const test::GrubTools* grub = nullptr) {
     TempDir tmp;
-    Device dev(tmp.path());
+    std::shared_ptr<test::BootRig> rig;
+    if (grub != nullptr) rig = std::make_shared<test::GrubBootRig>(*grub, tmp / "grub");
+    Device dev(tmp / "device", 4096, rig);
     dev.stream = stream;
     const auto img = dev.image(marker, "2.0");
     const int code = test::inChild([&] { return runChild(dev, img, plan); });
@@ -160,6 +164,37 @@ TEST_CASE("Update crash: killed after every boot-control write, the device ends 
                 CHECK(crashes >= 3);
             }
         }
+    }
+}
+
+TEST_CASE("Update crash with GRUB running ab-select.cfg: killed after every boot-environment write or transition, the device boots a good slot",
+          "[firmware][crash][grub]") {
+    // The boot-environment writes are where the bootloader and the daemon meet: each crash is
+    // followed by a power cycle through GRUB itself (grub-emu), and by a daemon restart alone.
+    const auto grub = test::requireGrubTools();
+    for (const auto& scenario : kScenarios) {
+        for (const bool power_cycle : {true, false}) {
+            int crashes = 0;
+            for (int m = 1; m < 40; ++m) {
+                CAPTURE(scenario.marker, power_cycle, m);
+                CrashPlan plan;
+                plan.after_boot_write = m;
+                if (!crashAndRecover(scenario.marker, scenario.expect, plan, power_cycle, false, &grub)) break;
+                ++crashes;
+            }
+            CAPTURE(scenario.marker, power_cycle);
+            CHECK(crashes >= 3);
+        }
+        int crashes = 0;
+        for (int k = 1; k < 40; ++k) {
+            CAPTURE(scenario.marker, k);
+            CrashPlan plan;
+            plan.after_transition = k;
+            if (!crashAndRecover(scenario.marker, scenario.expect, plan, true, false, &grub)) break;
+            ++crashes;
+        }
+        CAPTURE(scenario.marker);
+        CHECK(crashes >= 5);
     }
 }
 

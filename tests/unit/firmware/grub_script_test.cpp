@@ -1,0 +1,271 @@
+// The shipped GRUB script (deploy/boot/grub/ab-select.cfg) run by GRUB itself: grub-emu boots a
+// disk image holding the script, a grub.cfg that sources it and prints the slot, and the
+// environment block, which GRUB's save_env writes through its own ext2 driver. The daemon's side
+// is the real GrubBootControl (grub-editenv) on the same block. Checked: the script picks and
+// counts down exactly as the simulated bootloader the other firmware tests use; values edged
+// never writes do not take it anywhere unsafe; whole updates (commit, health check failing, a
+// slot that never boots) end on a good slot. update_crash_test.cpp crashes
+// the device with GRUB as its bootloader too.
+#include <catch2/catch.hpp>
+
+#include <fmt/format.h>
+
+#include <array>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "firmware/errors.hpp"
+#include "firmware/updater.hpp"
+#include "tests/unit/firmware/grub_rig.hpp"
+
+namespace edge::firmware {
+namespace {
+
+using test::Device;
+using test::GrubBootRig;
+using test::GrubTools;
+using test::TempDir;
+using test::what;
+
+/// A boot environment as written before a boot: nullopt = the variable is not set.
+struct Env {
+    std::optional<std::string> order, a_left, b_left;
+};
+
+std::string describe(const Env& env) {
+    const auto show = [](const std::optional<std::string>& v) { return v ? "'" + *v + "'" : std::string("unset"); };
+    return fmt::format("BOOT_ORDER={} BOOT_A_LEFT={} BOOT_B_LEFT={}", show(env.order), show(env.a_left),
+                       show(env.b_left));
+}
+
+std::vector<std::string> assignments(const Env& env) {
+    std::vector<std::string> out;
+    if (env.order) out.push_back("BOOT_ORDER=" + *env.order);
+    if (env.a_left) out.push_back("BOOT_A_LEFT=" + *env.a_left);
+    if (env.b_left) out.push_back("BOOT_B_LEFT=" + *env.b_left);
+    return out;
+}
+
+void setGrubEnv(const GrubTools& tools, const GrubBootRig& rig, const Env& env,
+                const std::vector<std::string>& extra = {}) {
+    std::filesystem::remove(rig.envFile());
+    REQUIRE(test::runTool({tools.editenv, rig.envFile().string(), "create"}));
+    auto args = assignments(env);
+    args.insert(args.end(), extra.begin(), extra.end());
+    if (args.empty()) return;
+    std::vector<std::string> argv{tools.editenv, rig.envFile().string(), "set"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    REQUIRE(test::runTool(argv));
+}
+
+std::string grubList(const GrubTools& tools, const GrubBootRig& rig) {
+    return edge::test::runCommand({tools.editenv, rig.envFile().string(), "list"}).out;
+}
+
+BootState stateOf(BootControl& control) {
+    auto st = control.state();
+    INFO(what(st));
+    REQUIRE(st);
+    return *st;
+}
+
+}  // namespace
+
+TEST_CASE("GRUB scripts: the shipped grub.cfg and ab-select.cfg pass grub-script-check", "[firmware][grub]") {
+    const auto tools = test::requireGrubTools();
+    for (const char* name : {"ab-select.cfg", "grub.cfg"}) {
+        CAPTURE(name);
+        std::string out;
+        const auto st = test::runTool({tools.script_check, (test::kGrubScripts / name).string()}, &out);
+        INFO(what(st));
+        CHECK(st);
+    }
+}
+
+TEST_CASE("GRUB script: ab-select.cfg picks and counts down as the simulated bootloader does",
+          "[firmware][grub]") {
+    const auto tools = test::requireGrubTools();
+    TempDir tmp;
+    GrubBootRig grub(tools, tmp / "grub");
+    test::FileBootRig file(tmp / "bootenv", tmp / "booted");
+    const std::array<std::optional<std::string>, 4> orders{std::nullopt, "A B", "B A", "B"};
+    const std::array<std::optional<std::string>, 4> counts{std::nullopt, "0", "1", "3"};
+    int boots = 0, last_resorts = 0;
+    for (const auto& order : orders) {
+        for (const auto& a : counts) {
+            for (const auto& b : counts) {
+                const Env env{order, a, b};
+                CAPTURE(describe(env));
+                setGrubEnv(tools, grub, env);
+                std::string file_env;
+                for (const auto& line : assignments(env)) file_env += line + "\n";
+                edge::test::writeFile(file.env, file_env);
+                auto grub_before = stateOf(*grub.control());
+
+                auto expected = file.boot();
+                auto got = grub.boot();
+                INFO("GRUB said: " << grub.output);
+                INFO(what(got));
+                REQUIRE(got);
+                ++boots;
+                if (expected) {
+                    // The same slot, and the same environment afterwards (as the daemon reads it).
+                    CHECK(*got == *expected);
+                    auto want = stateOf(*file.control());
+                    auto have = stateOf(*grub.control());
+                    CHECK(have == want);
+                    CHECK(have.attemptsLeft(*got) == grub_before.attemptsLeft(*got) - 1);
+                } else {
+                    // No slot has attempts left: the simulated bootloader refuses to boot (the
+                    // tests want to see that); GRUB must boot something, the order's first
+                    // slot, and changes nothing.
+                    CHECK(expected.error().code() == FirmwareErrc::kNotBootable);
+                    CHECK(*got == grub_before.order.front());
+                    CHECK_THAT(grub.output, Catch::Contains("no slot has boot attempts left"));
+                    auto have = stateOf(*grub.control());
+                    CHECK(have.order == grub_before.order);
+                    CHECK(have.attempts_left == grub_before.attempts_left);
+                    ++last_resorts;
+                }
+            }
+        }
+    }
+    CHECK(boots == 64);
+    CHECK(last_resorts > 0);
+}
+
+TEST_CASE("GRUB script: values edged never writes do not take ab-select.cfg anywhere unsafe",
+          "[firmware][grub]") {
+    const auto tools = test::requireGrubTools();
+    TempDir tmp;
+    GrubBootRig grub(tools, tmp / "grub");
+    const auto boot = [&] {
+        auto slot = grub.boot();
+        INFO("GRUB said: " << grub.output);
+        INFO(what(slot));
+        REQUIRE(slot);
+        return *slot;
+    };
+
+    SECTION("a name in BOOT_ORDER that is not a slot is skipped") {
+        setGrubEnv(tools, grub, {"X B", "3", "100"});
+        CHECK(boot() == Slot::kB);
+        CHECK_THAT(grub.output, Catch::Contains("BOOT_ORDER names 'X', not a slot"));
+        CHECK_THAT(grubList(tools, grub), Catch::Contains("BOOT_B_LEFT=99"));
+    }
+    SECTION("a count that is not one edged writes is no attempt left") {
+        for (const char* bad : {"junk", "101", "-1", "2x"}) {
+            CAPTURE(bad);
+            setGrubEnv(tools, grub, {"A B", bad, "2"});
+            CHECK(boot() == Slot::kB);
+            CHECK_THAT(grub.output, Catch::Contains("slot A skipped"));
+            const auto listed = grubList(tools, grub);
+            CHECK_THAT(listed, Catch::Contains(std::string("BOOT_A_LEFT=") + bad));
+            CHECK_THAT(listed, Catch::Contains("BOOT_B_LEFT=1"));
+        }
+    }
+    SECTION("only the three variables are loaded; others in the block stay as they are") {
+        // A block that names another slot variable, the attempts or the file to save to must not
+        // steer the script; save_env writes only the count it changed.
+        setGrubEnv(tools, grub, {"B A", "3", "0"},
+                   {"ab_slot=B", "ab_max_attempts=50", "ab_env=(hd0)/elsewhere", "saved_entry=1"});
+        CHECK(boot() == Slot::kA);
+        const auto listed = grubList(tools, grub);
+        CHECK_THAT(listed, Catch::Contains("BOOT_A_LEFT=2"));
+        CHECK_THAT(listed, Catch::Contains("BOOT_B_LEFT=0"));
+        CHECK_THAT(listed, Catch::Contains("BOOT_ORDER=B A"));
+        CHECK_THAT(listed, Catch::Contains("ab_env=(hd0)/elsewhere"));
+        CHECK_THAT(listed, Catch::Contains("saved_entry=1"));
+    }
+    SECTION("a slot on trial that never comes up is left after its one attempt") {
+        setGrubEnv(tools, grub, {});
+        auto control = grub.control();
+        REQUIRE(control->fallBack(Slot::kB));  // as provisioned: B empty
+        REQUIRE(control->tryOnce(Slot::kB));
+        CHECK(boot() == Slot::kB);
+        CHECK(boot() == Slot::kA);  // B crashed before the daemon marked it good
+        CHECK(boot() == Slot::kA);
+        const auto st = stateOf(*control);
+        CHECK(st.booted == Slot::kA);
+        CHECK(st.attemptsLeft(Slot::kB) == 0);
+        CHECK(st.attemptsLeft(Slot::kA) == kDefaultMaxAttempts - 2);
+    }
+}
+
+TEST_CASE("GRUB script: ab_max_attempts gives unset counts their default, up to 100", "[firmware][grub]") {
+    const auto tools = test::requireGrubTools();
+    TempDir tmp;
+    GrubBootRig grub(tools, tmp / "grub", 100);
+    setGrubEnv(tools, grub, {});
+    auto slot = grub.boot();
+    INFO(grub.output);
+    REQUIRE(slot);
+    CHECK(*slot == Slot::kA);
+    CHECK_THAT(grubList(tools, grub), Catch::Contains("BOOT_A_LEFT=99"));
+}
+
+TEST_CASE("Updater with the grub backend and GRUB running ab-select.cfg: commit, failed health check, slot that never boots",
+          "[firmware][grub]") {
+    const auto tools = test::requireGrubTools();
+    TempDir tmp;
+    auto grub = std::make_shared<GrubBootRig>(tools, tmp / "grub");
+    Device dev(tmp / "device", 4096, grub);
+    const auto settle = [&](bool power_on) {
+        auto run = test::runDevice(dev, power_on);
+        INFO("GRUB said: " << grub->output);
+        INFO(what(run));
+        REQUIRE(run);
+        return *run;
+    };
+    const auto start = [&](const test::TestImage& img) {
+        auto started = test::startUpdate(dev, img);
+        REQUIRE(started);
+        INFO(what(*started));
+        REQUIRE(*started);
+    };
+    CHECK(settle(true).running == Slot::kA);
+
+    // A healthy image: GRUB takes B's one try, the daemon commits, B stays.
+    const auto good = dev.image("BOOTS-OK", "2.0");
+    start(good);
+    CHECK_THAT(grubList(tools, *grub), Catch::Contains("BOOT_ORDER=B A"));
+    auto run = settle(true);
+    CHECK(run.running == Slot::kB);
+    CHECK(run.boots == 1);
+    CHECK(test::recordOf(dev).state == UpdateState::kCommitted);
+    CHECK(test::recordOf(dev).current_version == "2.0");
+    auto boot = test::bootStateOf(dev);
+    CHECK(boot.order == std::vector{Slot::kB, Slot::kA});
+    CHECK(boot.attemptsLeft(Slot::kB) == kDefaultMaxAttempts);
+    for (int i = 0; i < 3; ++i) CHECK(settle(true).running == Slot::kB);
+
+    // An image whose health check fails: back on B (now the old slot), reason kept.
+    const auto sick = dev.image("BOOTS-SICK", "3.0");
+    start(sick);
+    run = settle(true);
+    CHECK(run.running == Slot::kB);
+    auto rec = test::recordOf(dev);
+    CHECK(rec.state == UpdateState::kFailed);
+    CHECK_THAT(rec.reason, Catch::Contains("inference"));
+    boot = test::bootStateOf(dev);
+    CHECK(boot.primary() == Slot::kB);
+    CHECK(boot.attemptsLeft(Slot::kA) == 0);
+
+    // An image that panics before the daemon runs: GRUB spends A's one try, then boots B.
+    const auto panic = dev.image("PANIC", "4.0");
+    start(panic);
+    run = settle(true);
+    CHECK(run.running == Slot::kB);
+    CHECK(run.boots == 2);
+    rec = test::recordOf(dev);
+    CHECK(rec.state == UpdateState::kFailed);
+    CHECK_THAT(rec.reason, Catch::Contains("did not boot"));
+    boot = test::bootStateOf(dev);
+    CHECK(boot.primary() == Slot::kB);
+    CHECK(boot.attemptsLeft(Slot::kB) == kDefaultMaxAttempts);
+    CHECK(boot.attemptsLeft(Slot::kA) == 0);
+    CHECK(test::readFile(dev.slots.b) == good.bytes);
+}
+
+}  // namespace edge::firmware
