@@ -17,8 +17,10 @@ PACKAGES=(
   # (GRUB as a user-space program) and e2fsprogs (mke2fs, debugfs) let the tests boot the
   # shipped deploy/boot/grub/ab-select.cfg with GRUB itself.
   grub-common grub-emu e2fsprogs
-  # fw_printenv/fw_setenv (libubootenv): the U-Boot backend's tests run against the real tools.
-  libubootenv-tool
+  # fw_printenv/fw_setenv (libubootenv): the U-Boot backend's tests run against the real tools;
+  # U-Boot for QEMU's arm64 board, QEMU and mkimage let the tests run the shipped
+  # deploy/boot/uboot/ab-select.cmd in U-Boot itself.
+  libubootenv-tool qemu-system-arm u-boot-qemu u-boot-tools
 )
 
 missing=()

@@ -15,16 +15,10 @@ namespace edge::firmware {
 namespace {
 
 using test::readFile;
+using test::stateOf;
 using test::TempDir;
 using test::what;
 using test::writeFile;
-
-BootState stateOf(BootControl& boot) {
-    auto st = boot.state();
-    INFO(what(st));
-    REQUIRE(st);
-    return *st;
-}
 
 Slot boot(FileBootControl& control) {
     auto slot = control.simulateBoot();

@@ -7,11 +7,16 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
+
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <memory>
-#include <utility>
+#include <optional>
+#include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "firmware/errors.hpp"
@@ -20,6 +25,7 @@
 #include "firmware/updater.hpp"
 #include "security/crypto.hpp"
 #include "shared/core/clock.hpp"
+#include "shared/core/fs.hpp"
 #include "shared/store/lmdb/lmdb_store.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/temp_dir.hpp"
@@ -71,6 +77,73 @@ inline TestImage makeImage(const std::filesystem::path& dir, const std::string& 
     return img;
 }
 
+/// Runs a tool; an error carrying its output when it exits non-zero.
+inline Status runTool(const std::vector<std::string>& argv, std::string* out = nullptr) {
+    const auto r = edge::test::runCommand(argv, std::chrono::seconds(20));
+    if (out != nullptr) *out = r.out + r.err;
+    if (r.exit_code != 0) {
+        return fail(FirmwareErrc::kBootControl,
+                    fmt::format("{} exited {}: {}{}", argv.at(0), r.exit_code, r.out, r.err));
+    }
+    return {};
+}
+
+/// The program's path (findProgram); fails the test when it is missing: deploy/install-deps.sh
+/// installs every tool the firmware tests run, and a skipped test would prove nothing.
+inline std::string requireProgram(const std::string& name) {
+    auto path = edge::test::findProgram(name);
+    INFO(name << " is missing: deploy/install-deps.sh installs it");
+    REQUIRE_FALSE(path.empty());
+    return path;
+}
+
+/// RAUC's three boot variables as a test writes them before a boot; nullopt = not set.
+struct BootEnv {
+    std::optional<std::string> order, a_left, b_left;
+
+    /// "BOOT_ORDER=..." for each variable that is set.
+    [[nodiscard]] std::vector<std::string> assignments() const {
+        std::vector<std::string> out;
+        if (order) out.push_back("BOOT_ORDER=" + *order);
+        if (a_left) out.push_back("BOOT_A_LEFT=" + *a_left);
+        if (b_left) out.push_back("BOOT_B_LEFT=" + *b_left);
+        return out;
+    }
+    [[nodiscard]] std::string describe() const {
+        const auto show = [](const std::optional<std::string>& v) { return v ? "'" + *v + "'" : std::string("unset"); };
+        return fmt::format("BOOT_ORDER={} BOOT_A_LEFT={} BOOT_B_LEFT={}", show(order), show(a_left), show(b_left));
+    }
+};
+
+/// The environments a bootloader script is compared on with the simulated bootloader: orders
+/// unset, "A B", "B A", "B" times counts unset, 0, 1, 3 for each slot (64).
+inline std::vector<BootEnv> bootEnvMatrix() {
+    const std::optional<std::string> orders[] = {std::nullopt, "A B", "B A", "B"};
+    const std::optional<std::string> counts[] = {std::nullopt, "0", "1", "3"};
+    std::vector<BootEnv> envs;
+    for (const auto& order : orders) {
+        for (const auto& a : counts) {
+            for (const auto& b : counts) envs.push_back({order, a, b});
+        }
+    }
+    return envs;
+}
+
+/// The file backend's environment holding env (what FileBootRig boots from).
+inline void writeFileEnv(const std::filesystem::path& file, const BootEnv& env) {
+    std::string text;
+    for (const auto& line : env.assignments()) text += line + "\n";
+    writeFile(file, text);
+}
+
+/// The state a BootControl reads, as a Catch assertion.
+inline BootState stateOf(BootControl& control) {
+    auto st = control.state();
+    INFO(what(st));
+    REQUIRE(st);
+    return *st;
+}
+
 /// Crash injection for forked children: exit right after the n-th event of each kind (0 = never).
 struct CrashPlan {
     int after_transition = 0;   // persisted transitions (UpdateMachine hook)
@@ -112,6 +185,34 @@ struct BootRig {
     /// Plays the bootloader at power-on: picks the slot, counts the attempt, records the booted
     /// slot where control() reads it, and returns it.
     [[nodiscard]] virtual Result<Slot> boot() = 0;
+};
+
+/// A real bootloader run as a program in a test (GRUB in grub_rig.hpp, U-Boot in uboot_rig.hpp):
+/// its files live in dir; after each boot it leaves the kernel command line (rauc.slot=) where
+/// the daemon's BootControl reads it, and what it printed in output.
+class ProgramBootRig : public BootRig {
+public:
+    [[nodiscard]] std::filesystem::path cmdline() const { return dir_ / "cmdline"; }
+    /// What the bootloader printed on its last boot.
+    std::string output;
+
+protected:
+    ProgramBootRig(std::filesystem::path dir, int max_attempts) : dir_(std::move(dir)), max_attempts_(max_attempts) {
+        std::filesystem::create_directories(dir_);
+        check(booted(Slot::kA));
+    }
+    /// For constructors (in the test's own process): a failed step throws.
+    static void check(const Status& st) {
+        if (!st) throw std::runtime_error(st.error().what());
+    }
+    /// The kernel the bootloader started was given rauc.slot=slot.
+    [[nodiscard]] Status booted(Slot slot) const {
+        return fs::writeFileAtomic(cmdline(), fmt::format("BOOT_IMAGE=/boot/vmlinuz ro rauc.slot={}\n", slotName(slot)));
+    }
+
+    std::filesystem::path dir_;
+    int max_attempts_;
+    SystemClock clock_;
 };
 
 struct FileBootRig final : BootRig {
@@ -313,6 +414,67 @@ inline BootState bootStateOf(const Device& dev) {
     INFO(what(st));
     REQUIRE(st);
     return *st;
+}
+
+/// Three updates through a real bootloader (rig): a healthy image is committed, one whose
+/// health check fails and one that panics before the daemon runs end on the committed slot,
+/// with the reason. armed runs after the first update armed its trial boot (checks of the
+/// rig's own environment); said gives what the bootloader printed last, for failures.
+inline void checkUpdatesThroughBootloader(Device& dev, const std::function<std::string()>& said,
+                                          const std::function<void()>& armed) {
+    const auto settle = [&] {
+        auto run = runDevice(dev, true);
+        INFO("the bootloader said: " << said());
+        INFO(what(run));
+        REQUIRE(run);
+        return *run;
+    };
+    const auto start = [&](const TestImage& img) {
+        auto started = startUpdate(dev, img);
+        REQUIRE(started);
+        INFO(what(*started));
+        REQUIRE(*started);
+    };
+    CHECK(settle().running == Slot::kA);
+
+    // A healthy image: the bootloader takes B's one try, the daemon commits, B stays.
+    const auto good = dev.image("BOOTS-OK", "2.0");
+    start(good);
+    armed();
+    auto run = settle();
+    CHECK(run.running == Slot::kB);
+    CHECK(run.boots == 1);
+    auto rec = recordOf(dev);
+    CHECK(rec.state == UpdateState::kCommitted);
+    CHECK(rec.current_version == "2.0");
+    auto boot = bootStateOf(dev);
+    CHECK(boot.order == std::vector{Slot::kB, Slot::kA});
+    CHECK(boot.attemptsLeft(Slot::kB) == kDefaultMaxAttempts);
+    for (int i = 0; i < 3; ++i) CHECK(settle().running == Slot::kB);
+
+    // An image whose health check fails: back on B (now the old slot), reason kept.
+    start(dev.image("BOOTS-SICK", "3.0"));
+    CHECK(settle().running == Slot::kB);
+    rec = recordOf(dev);
+    CHECK(rec.state == UpdateState::kFailed);
+    CHECK_THAT(rec.reason, Catch::Contains("inference"));
+    boot = bootStateOf(dev);
+    CHECK(boot.primary() == Slot::kB);
+    CHECK(boot.attemptsLeft(Slot::kA) == 0);
+
+    // An image that panics before the daemon runs: A's one try is spent, then B boots.
+    start(dev.image("PANIC", "4.0"));
+    run = settle();
+    CHECK(run.running == Slot::kB);
+    CHECK(run.boots == 2);
+    rec = recordOf(dev);
+    CHECK(rec.state == UpdateState::kFailed);
+    CHECK_THAT(rec.reason, Catch::Contains("did not boot"));
+    boot = bootStateOf(dev);
+    CHECK(boot.primary() == Slot::kB);
+    CHECK(boot.attemptsLeft(Slot::kB) == kDefaultMaxAttempts);
+    CHECK(boot.attemptsLeft(Slot::kA) == 0);
+    CHECK(readFile(dev.slots.b) == good.bytes);
 }
 
 }  // namespace edge::firmware::test

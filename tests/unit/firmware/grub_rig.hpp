@@ -24,36 +24,14 @@ namespace edge::firmware::test {
 
 inline const std::filesystem::path kGrubScripts = std::filesystem::path(EDGE_TEST_SOURCE_DIR) / "deploy/boot/grub";
 
+/// The programs a GRUB boot needs (Debian packages grub-common, grub-emu, e2fsprogs).
 struct GrubTools {
-    std::string editenv = edge::test::findProgram("grub-editenv");
-    std::string emu = edge::test::findProgram("grub-emu");
-    std::string mke2fs = edge::test::findProgram("mke2fs");
-    std::string debugfs = edge::test::findProgram("debugfs");
-    std::string script_check = edge::test::findProgram("grub-script-check");
+    std::string editenv, emu, mke2fs, debugfs, script_check;
 };
 
-/// Fails the test when a tool is missing: deploy/install-deps.sh installs them (grub-common,
-/// grub-emu, e2fsprogs), and a skipped test would prove nothing.
 inline GrubTools requireGrubTools() {
-    GrubTools tools;
-    INFO("deploy/install-deps.sh installs grub-common, grub-emu and e2fsprogs");
-    REQUIRE_FALSE(tools.editenv.empty());
-    REQUIRE_FALSE(tools.emu.empty());
-    REQUIRE_FALSE(tools.mke2fs.empty());
-    REQUIRE_FALSE(tools.debugfs.empty());
-    REQUIRE_FALSE(tools.script_check.empty());
-    return tools;
-}
-
-/// Runs a tool; an error carrying its output when it exits non-zero.
-inline Status runTool(const std::vector<std::string>& argv, std::string* out = nullptr) {
-    const auto r = edge::test::runCommand(argv, std::chrono::seconds(20));
-    if (out != nullptr) *out = r.out + r.err;
-    if (r.exit_code != 0) {
-        return fail(FirmwareErrc::kBootControl,
-                    fmt::format("{} exited {}: {}{}", argv.at(0), r.exit_code, r.out, r.err));
-    }
-    return {};
+    return {requireProgram("grub-editenv"), requireProgram("grub-emu"), requireProgram("mke2fs"),
+            requireProgram("debugfs"), requireProgram("grub-script-check")};
 }
 
 /// GRUB as the device's bootloader. The environment block lives in dir/grubenv (the daemon's
@@ -61,10 +39,10 @@ inline Status runTool(const std::vector<std::string>& argv, std::string* out = n
 /// shipped one) and a grub.cfg that sources it, prints "AB_BOOT=<slot>" and halts; runs
 /// grub-emu on the image; copies the block GRUB saved back out; and writes the kernel command
 /// line (rauc.slot=) the daemon reads. Errors, not Catch assertions (forked children use it).
-class GrubBootRig final : public BootRig {
+class GrubBootRig final : public ProgramBootRig {
 public:
     GrubBootRig(GrubTools tools, const std::filesystem::path& dir, int max_attempts = kDefaultMaxAttempts)
-        : tools_(std::move(tools)), dir_(dir), image_dir_(dir / "disk"), max_attempts_(max_attempts) {
+        : ProgramBootRig(dir, max_attempts), tools_(std::move(tools)), image_dir_(dir / "disk") {
         std::filesystem::create_directories(image_dir_ / "grub");
         std::filesystem::copy_file(kGrubScripts / "ab-select.cfg", image_dir_ / "grub/ab-select.cfg");
         check(fs::writeFileAtomic(image_dir_ / "grub/grub.cfg",
@@ -75,11 +53,9 @@ public:
                                               max_attempts)));
         check(fs::writeFileAtomic(dir_ / "device.map", fmt::format("(hd0) {}\n", (dir_ / "disk.img").string())));
         check(runTool({tools_.editenv, envFile().string(), "create"}));
-        check(fs::writeFileAtomic(cmdline(), "BOOT_IMAGE=/boot/vmlinuz ro rauc.slot=A\n"));
     }
 
     [[nodiscard]] std::filesystem::path envFile() const { return dir_ / "grubenv"; }
-    [[nodiscard]] std::filesystem::path cmdline() const { return dir_ / "cmdline"; }
 
     std::unique_ptr<BootControl> control() override {
         GrubConfig config;
@@ -120,27 +96,13 @@ public:
             return fail(FirmwareErrc::kBootControl, "no 1 KiB environment block in the disk image after the boot");
         }
         if (auto st = fs::writeFileAtomic(envFile(), *after); !st) return fail(st.error());
-        if (auto st = fs::writeFileAtomic(cmdline(), fmt::format("BOOT_IMAGE=/boot/vmlinuz ro rauc.slot={}\n",
-                                                                 slotName(*slot)));
-            !st) {
-            return fail(st.error());
-        }
+        if (auto st = booted(*slot); !st) return fail(st.error());
         return *slot;
     }
 
-    /// What GRUB printed on its last boot.
-    std::string output;
-
 private:
-    static void check(const Status& st) {
-        if (!st) throw std::runtime_error(st.error().what());
-    }
-
     GrubTools tools_;
-    std::filesystem::path dir_;
     std::filesystem::path image_dir_;
-    int max_attempts_;
-    SystemClock clock_;
 };
 
 }  // namespace edge::firmware::test

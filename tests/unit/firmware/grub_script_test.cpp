@@ -10,8 +10,6 @@
 
 #include <fmt/format.h>
 
-#include <array>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,32 +24,15 @@ using test::Device;
 using test::GrubBootRig;
 using test::GrubTools;
 using test::TempDir;
+using test::BootEnv;
+using test::stateOf;
 using test::what;
 
-/// A boot environment as written before a boot: nullopt = the variable is not set.
-struct Env {
-    std::optional<std::string> order, a_left, b_left;
-};
-
-std::string describe(const Env& env) {
-    const auto show = [](const std::optional<std::string>& v) { return v ? "'" + *v + "'" : std::string("unset"); };
-    return fmt::format("BOOT_ORDER={} BOOT_A_LEFT={} BOOT_B_LEFT={}", show(env.order), show(env.a_left),
-                       show(env.b_left));
-}
-
-std::vector<std::string> assignments(const Env& env) {
-    std::vector<std::string> out;
-    if (env.order) out.push_back("BOOT_ORDER=" + *env.order);
-    if (env.a_left) out.push_back("BOOT_A_LEFT=" + *env.a_left);
-    if (env.b_left) out.push_back("BOOT_B_LEFT=" + *env.b_left);
-    return out;
-}
-
-void setGrubEnv(const GrubTools& tools, const GrubBootRig& rig, const Env& env,
+void setGrubEnv(const GrubTools& tools, const GrubBootRig& rig, const test::BootEnv& env,
                 const std::vector<std::string>& extra = {}) {
     std::filesystem::remove(rig.envFile());
     REQUIRE(test::runTool({tools.editenv, rig.envFile().string(), "create"}));
-    auto args = assignments(env);
+    auto args = env.assignments();
     args.insert(args.end(), extra.begin(), extra.end());
     if (args.empty()) return;
     std::vector<std::string> argv{tools.editenv, rig.envFile().string(), "set"};
@@ -61,13 +42,6 @@ void setGrubEnv(const GrubTools& tools, const GrubBootRig& rig, const Env& env,
 
 std::string grubList(const GrubTools& tools, const GrubBootRig& rig) {
     return edge::test::runCommand({tools.editenv, rig.envFile().string(), "list"}).out;
-}
-
-BootState stateOf(BootControl& control) {
-    auto st = control.state();
-    INFO(what(st));
-    REQUIRE(st);
-    return *st;
 }
 
 }  // namespace
@@ -89,46 +63,37 @@ TEST_CASE("GRUB script: ab-select.cfg picks and counts down as the simulated boo
     TempDir tmp;
     GrubBootRig grub(tools, tmp / "grub");
     test::FileBootRig file(tmp / "bootenv", tmp / "booted");
-    const std::array<std::optional<std::string>, 4> orders{std::nullopt, "A B", "B A", "B"};
-    const std::array<std::optional<std::string>, 4> counts{std::nullopt, "0", "1", "3"};
     int boots = 0, last_resorts = 0;
-    for (const auto& order : orders) {
-        for (const auto& a : counts) {
-            for (const auto& b : counts) {
-                const Env env{order, a, b};
-                CAPTURE(describe(env));
-                setGrubEnv(tools, grub, env);
-                std::string file_env;
-                for (const auto& line : assignments(env)) file_env += line + "\n";
-                edge::test::writeFile(file.env, file_env);
-                auto grub_before = stateOf(*grub.control());
+    for (const auto& env : test::bootEnvMatrix()) {
+        CAPTURE(env.describe());
+        setGrubEnv(tools, grub, env);
+        test::writeFileEnv(file.env, env);
+        auto grub_before = stateOf(*grub.control());
 
-                auto expected = file.boot();
-                auto got = grub.boot();
-                INFO("GRUB said: " << grub.output);
-                INFO(what(got));
-                REQUIRE(got);
-                ++boots;
-                if (expected) {
-                    // The same slot, and the same environment afterwards (as the daemon reads it).
-                    CHECK(*got == *expected);
-                    auto want = stateOf(*file.control());
-                    auto have = stateOf(*grub.control());
-                    CHECK(have == want);
-                    CHECK(have.attemptsLeft(*got) == grub_before.attemptsLeft(*got) - 1);
-                } else {
-                    // No slot has attempts left: the simulated bootloader refuses to boot (the
-                    // tests want to see that); GRUB must boot something, the order's first
-                    // slot, and changes nothing.
-                    CHECK(expected.error().code() == FirmwareErrc::kNotBootable);
-                    CHECK(*got == grub_before.order.front());
-                    CHECK_THAT(grub.output, Catch::Contains("no slot has boot attempts left"));
-                    auto have = stateOf(*grub.control());
-                    CHECK(have.order == grub_before.order);
-                    CHECK(have.attempts_left == grub_before.attempts_left);
-                    ++last_resorts;
-                }
-            }
+        auto expected = file.boot();
+        auto got = grub.boot();
+        INFO("GRUB said: " << grub.output);
+        INFO(what(got));
+        REQUIRE(got);
+        ++boots;
+        if (expected) {
+            // The same slot, and the same environment afterwards (as the daemon reads it).
+            CHECK(*got == *expected);
+            auto want = stateOf(*file.control());
+            auto have = stateOf(*grub.control());
+            CHECK(have == want);
+            CHECK(have.attemptsLeft(*got) == grub_before.attemptsLeft(*got) - 1);
+        } else {
+            // No slot has attempts left: the simulated bootloader refuses to boot (the tests
+            // want to see that); GRUB must boot something, the order's first slot, and changes
+            // nothing.
+            CHECK(expected.error().code() == FirmwareErrc::kNotBootable);
+            CHECK(*got == grub_before.order.front());
+            CHECK_THAT(grub.output, Catch::Contains("no slot has boot attempts left"));
+            auto have = stateOf(*grub.control());
+            CHECK(have.order == grub_before.order);
+            CHECK(have.attempts_left == grub_before.attempts_left);
+            ++last_resorts;
         }
     }
     CHECK(boots == 64);
@@ -211,61 +176,13 @@ TEST_CASE("Updater with the grub backend and GRUB running ab-select.cfg: commit,
     TempDir tmp;
     auto grub = std::make_shared<GrubBootRig>(tools, tmp / "grub");
     Device dev(tmp / "device", 4096, grub);
-    const auto settle = [&](bool power_on) {
-        auto run = test::runDevice(dev, power_on);
-        INFO("GRUB said: " << grub->output);
-        INFO(what(run));
-        REQUIRE(run);
-        return *run;
-    };
-    const auto start = [&](const test::TestImage& img) {
-        auto started = test::startUpdate(dev, img);
-        REQUIRE(started);
-        INFO(what(*started));
-        REQUIRE(*started);
-    };
-    CHECK(settle(true).running == Slot::kA);
-
-    // A healthy image: GRUB takes B's one try, the daemon commits, B stays.
-    const auto good = dev.image("BOOTS-OK", "2.0");
-    start(good);
-    CHECK_THAT(grubList(tools, *grub), Catch::Contains("BOOT_ORDER=B A"));
-    auto run = settle(true);
-    CHECK(run.running == Slot::kB);
-    CHECK(run.boots == 1);
-    CHECK(test::recordOf(dev).state == UpdateState::kCommitted);
-    CHECK(test::recordOf(dev).current_version == "2.0");
-    auto boot = test::bootStateOf(dev);
-    CHECK(boot.order == std::vector{Slot::kB, Slot::kA});
-    CHECK(boot.attemptsLeft(Slot::kB) == kDefaultMaxAttempts);
-    for (int i = 0; i < 3; ++i) CHECK(settle(true).running == Slot::kB);
-
-    // An image whose health check fails: back on B (now the old slot), reason kept.
-    const auto sick = dev.image("BOOTS-SICK", "3.0");
-    start(sick);
-    run = settle(true);
-    CHECK(run.running == Slot::kB);
-    auto rec = test::recordOf(dev);
-    CHECK(rec.state == UpdateState::kFailed);
-    CHECK_THAT(rec.reason, Catch::Contains("inference"));
-    boot = test::bootStateOf(dev);
-    CHECK(boot.primary() == Slot::kB);
-    CHECK(boot.attemptsLeft(Slot::kA) == 0);
-
-    // An image that panics before the daemon runs: GRUB spends A's one try, then boots B.
-    const auto panic = dev.image("PANIC", "4.0");
-    start(panic);
-    run = settle(true);
-    CHECK(run.running == Slot::kB);
-    CHECK(run.boots == 2);
-    rec = test::recordOf(dev);
-    CHECK(rec.state == UpdateState::kFailed);
-    CHECK_THAT(rec.reason, Catch::Contains("did not boot"));
-    boot = test::bootStateOf(dev);
-    CHECK(boot.primary() == Slot::kB);
-    CHECK(boot.attemptsLeft(Slot::kB) == kDefaultMaxAttempts);
-    CHECK(boot.attemptsLeft(Slot::kA) == 0);
-    CHECK(test::readFile(dev.slots.b) == good.bytes);
+    test::checkUpdatesThroughBootloader(
+        dev, [&] { return grub->output; },
+        [&] {
+            const auto listed = grubList(tools, *grub);
+            CHECK_THAT(listed, Catch::Contains("BOOT_ORDER=B A"));
+            CHECK_THAT(listed, Catch::Contains("BOOT_B_LEFT=1"));
+        });
 }
 
 }  // namespace edge::firmware

@@ -1,0 +1,192 @@
+// The shipped U-Boot script (deploy/boot/uboot/ab-select.cmd) run by U-Boot itself: Debian's
+// U-Boot for QEMU's arm64 virt board sources it (uboot_rig.hpp). The daemon's side is the real
+// UBootControl with Debian's fw_printenv/fw_setenv on the same flash. Checked: the script picks
+// and counts down exactly as the simulated bootloader the other firmware tests use, values
+// edged never writes do not take it anywhere unsafe, and whole updates (commit, failed health
+// check, a slot that never boots) end on a good slot.
+#include <catch2/catch.hpp>
+
+#include <fmt/format.h>
+
+#include <string>
+#include <vector>
+
+#include "firmware/errors.hpp"
+#include "firmware/updater.hpp"
+#include "tests/unit/firmware/uboot_rig.hpp"
+
+namespace edge::firmware {
+namespace {
+
+using test::Device;
+using test::TempDir;
+using test::UBootRig;
+using test::BootEnv;
+using test::what;
+
+/// U-Boot shell lines that set env (setenv with no value deletes a variable).
+std::string setEnvLines(const BootEnv& env) {
+    const auto line = [](const char* name, const std::optional<std::string>& v) {
+        return v ? fmt::format("setenv {} \"{}\"\n", name, *v) : fmt::format("setenv {}\n", name);
+    };
+    return line("BOOT_ORDER", env.order) + line("BOOT_A_LEFT", env.a_left) + line("BOOT_B_LEFT", env.b_left);
+}
+
+struct UBootResult {
+    Slot slot;
+    std::string a_left, b_left;  // as U-Boot's environment holds them after the script ("" = unset)
+    std::string messages;        // the script's own lines
+};
+
+/// Runs ab-select.cmd in U-Boot once per environment, all in one power-on (the script starts
+/// from its "none" markers each time; every environment variable it reads is set or deleted
+/// before).
+std::vector<UBootResult> runCases(UBootRig& rig, const std::vector<BootEnv>& envs) {
+    std::string harness;
+    for (std::size_t i = 0; i < envs.size(); ++i) {
+        harness += setEnvLines(envs[i]);
+        harness += fmt::format("echo \"CASE {} START\"\nsource {}\n", i, UBootRig::kScriptAddr);
+        harness += fmt::format("echo \"CASE {} AB_BOOT=${{ab_slot}} A=[${{BOOT_A_LEFT}}] B=[${{BOOT_B_LEFT}}]\"\n", i);
+    }
+    auto out = rig.runUBoot(harness);
+    INFO(what(out));
+    REQUIRE(out);
+    std::vector<UBootResult> results;
+    for (std::size_t i = 0; i < envs.size(); ++i) {
+        CAPTURE(i, envs[i].describe());
+        const auto start = out->find(fmt::format("CASE {} START", i));
+        const auto tag = fmt::format("CASE {} AB_BOOT=", i);
+        const auto at = out->find(tag);
+        INFO(*out);
+        REQUIRE(start != std::string::npos);
+        REQUIRE(at != std::string::npos);
+        const auto line = out->substr(at + tag.size(), out->find('\n', at) - at - tag.size());
+        auto slot = parseSlot(line.substr(0, 1));
+        INFO("U-Boot said: " << line);
+        REQUIRE(slot);
+        const auto field = [&](const std::string& key) {
+            const auto from = line.find(key + "=[");
+            REQUIRE(from != std::string::npos);
+            const auto to = line.find(']', from);
+            REQUIRE(to != std::string::npos);
+            return line.substr(from + key.size() + 2, to - from - key.size() - 2);
+        };
+        std::string messages;
+        const auto block = out->substr(start, at - start);
+        for (std::size_t p = block.find("ab-select: "); p != std::string::npos; p = block.find("ab-select: ", p + 1)) {
+            messages += block.substr(p, block.find('\n', p) - p) + "\n";
+        }
+        results.push_back({*slot, field("A"), field("B"), messages});
+    }
+    return results;
+}
+
+std::string fileValue(const std::filesystem::path& env_file, const std::string& var) {
+    const auto text = test::readFile(env_file);
+    const auto at = text.find(var + "=");
+    if (at == std::string::npos) return {};
+    const auto from = at + var.size() + 1;
+    return text.substr(from, text.find('\n', from) - from);
+}
+
+}  // namespace
+
+TEST_CASE("U-Boot script: ab-select.cmd picks and counts down as the simulated bootloader does",
+          "[firmware][uboot]") {
+    const auto tools = test::requireUBootTools();
+    TempDir tmp;
+    UBootRig uboot(tools, tmp / "uboot");
+    test::FileBootRig file(tmp / "bootenv", tmp / "booted");
+    const auto envs = test::bootEnvMatrix();
+    const auto results = runCases(uboot, envs);
+    REQUIRE(results.size() == 64);
+    int last_resorts = 0;
+    for (std::size_t i = 0; i < envs.size(); ++i) {
+        const auto& env = envs[i];
+        const auto& got = results[i];
+        CAPTURE(env.describe(), got.messages);
+        test::writeFileEnv(file.env, env);
+        auto expected = file.boot();
+        if (expected) {
+            CHECK(got.slot == *expected);
+            CHECK(got.a_left == fileValue(file.env, "BOOT_A_LEFT"));
+            CHECK(got.b_left == fileValue(file.env, "BOOT_B_LEFT"));
+        } else {
+            // No slot has attempts left: the order's first slot, uncounted (see grub_script_test).
+            CHECK(expected.error().code() == FirmwareErrc::kNotBootable);
+            CHECK(got.slot == (env.order ? parseSlot(env.order->substr(0, 1)).value() : Slot::kA));
+            CHECK(got.a_left == env.a_left.value_or(""));
+            CHECK(got.b_left == env.b_left.value_or(""));
+            CHECK_THAT(got.messages, Catch::Contains("no slot has boot attempts left"));
+            ++last_resorts;
+        }
+    }
+    CHECK(last_resorts > 0);
+}
+
+TEST_CASE("U-Boot script: values edged never writes do not take ab-select.cmd anywhere unsafe",
+          "[firmware][uboot]") {
+    const auto tools = test::requireUBootTools();
+    TempDir tmp;
+    UBootRig uboot(tools, tmp / "uboot");
+    const std::vector<BootEnv> envs{
+        {"X B", "3", "100"},                   // 0: not a slot name
+        {"A;echo INJECTED B", "0", "2"},       // 1: shell syntax in the order is a word, never run
+        {"A B", "junk", "2"},                  // 2..5: not counts edged writes
+        {"A B", "101", "2"},
+        {"A B", "-1", "2"},
+        {"A B", "1 2", "2"},
+        {"A B", "10", "0"},                    // 6: two digits
+        {"B A", "run bootcmd", "0"},           // 7: a command as a count is compared, not run
+    };
+    const auto r = runCases(uboot, envs);
+    CHECK(r[0].slot == Slot::kB);
+    CHECK(r[0].b_left == "99");
+    CHECK_THAT(r[0].messages, Catch::Contains("BOOT_ORDER names X, not a slot"));
+    CHECK(r[1].slot == Slot::kB);
+    CHECK(r[1].b_left == "1");
+    CHECK_THAT(r[1].messages, Catch::Contains("BOOT_ORDER names A;echo, not a slot"));
+    CHECK_THAT(r[1].messages, Catch::Contains("BOOT_ORDER names INJECTED, not a slot"));
+    for (std::size_t i = 2; i <= 5; ++i) {
+        CAPTURE(i, r[i].messages);
+        CHECK(r[i].slot == Slot::kB);
+        CHECK(r[i].a_left == *envs[i].a_left);
+        CHECK(r[i].b_left == "1");
+        CHECK_THAT(r[i].messages, Catch::Contains("slot A skipped"));
+    }
+    CHECK(r[6].slot == Slot::kA);
+    CHECK(r[6].a_left == "9");
+    CHECK(r[7].slot == Slot::kB);  // nothing left: the first of the order, uncounted
+    CHECK(r[7].a_left == "run bootcmd");
+    CHECK_THAT(r[7].messages, Catch::Contains("no slot has boot attempts left"));
+
+    // The helpers are shell variables: none of them is in the environment saveenv writes.
+    auto out = uboot.runUBoot(fmt::format("source {}\necho \"AB_BOOT=${{ab_slot}}\"\nprintenv ab_slot ab_first ab_s ab_left ab_less ab_prev ab_order\n",
+                                          UBootRig::kScriptAddr));
+    REQUIRE(out);
+    CHECK_THAT(*out, Catch::Contains("AB_BOOT=A"));
+    for (const char* helper : {"ab_slot", "ab_first", "ab_s", "ab_left", "ab_less", "ab_prev", "ab_order"}) {
+        CAPTURE(helper);
+        CHECK_THAT(*out, Catch::Contains(fmt::format("\"{}\" not defined", helper)));
+    }
+}
+
+TEST_CASE("Updater with the uboot backend and U-Boot running ab-select.cmd: commit, failed health check, slot that never boots",
+          "[firmware][uboot]") {
+    const auto tools = test::requireUBootTools();
+    TempDir tmp;
+    auto uboot = std::make_shared<UBootRig>(tools, tmp / "uboot");
+    Device dev(tmp / "device", 4096, uboot);
+    const auto print = [&](const std::string& var) {
+        auto argv = uboot->printenv();
+        argv.insert(argv.end(), {"-n", var});
+        return edge::test::runCommand(argv).out;
+    };
+    test::checkUpdatesThroughBootloader(dev, [&] { return uboot->output; }, [&] {
+        CHECK(print("BOOT_ORDER") == "B A\n");
+        CHECK(print("BOOT_B_LEFT") == "1\n");
+        CHECK(print("bootcmd") == fmt::format("source {}\n", UBootRig::kHarnessAddr));  // the board's own variables stay
+    });
+}
+
+}  // namespace edge::firmware
