@@ -16,6 +16,8 @@
 #include "tests/integration/fleet_harness.hpp"
 #include "tests/support/ports.hpp"
 #include "tests/support/test_pki.hpp"
+#include "tests/unit/firmware/grub_rig.hpp"
+#include "tests/unit/firmware/uboot_rig.hpp"
 
 using namespace edge;
 using namespace std::chrono_literals;
@@ -103,20 +105,25 @@ int serveFirmware(test::FleetHarness& fleet, const test::TestPki& pki, const std
     return port;
 }
 
-/// A device's artifact store client and file-backed A/B slots; a reboot request appends a line
-/// to <id>.reboots.
+/// A device's artifact store client and A/B slot files; a reboot request appends a line to
+/// <id>.reboots. boot_keys: the firmware keys of the boot-control backend (default: the file
+/// backend, in the device's state dir).
 void configureOta(test::FleetHarness& fleet, const std::string& id, int artifacts_port, const test::TestPki& pki,
-                  const std::string& extra_firmware_keys) {
+                  const std::string& extra_firmware_keys, std::string boot_keys = {}) {
     const auto state = fleet.dir / "state" / id;
+    if (boot_keys.empty()) {
+        boot_keys = fmt::format("  backend: file\n  env_file: {}\n  booted_file: {}\n", (state / "bootenv").string(),
+                                (state / "booted").string());
+    }
     fleet.appendDeviceConfig(
         id, fmt::format("artifacts:\n  url: https://127.0.0.1:{}\n  retry_interval: 200ms\n"
                         "  tls:\n    ca: {}\n    cert: {}\n    key: {}\n"
-                        "firmware:\n  backend: file\n  slot_a: {}\n  slot_b: {}\n  env_file: {}\n"
-                        "  booted_file: {}\n  reboot_command: [/bin/sh, -c, 'echo reboot >> {}']\n{}",
+                        "firmware:\n{}  slot_a: {}\n  slot_b: {}\n"
+                        "  reboot_command: [/bin/sh, -c, 'echo reboot >> {}']\n{}",
                         artifacts_port, pki.crt("ca").string(), pki.crt("client").string(),
-                        pki.key("client").string(), (state / "slot-a.img").string(), (state / "slot-b.img").string(),
-                        (state / "bootenv").string(), (state / "booted").string(),
-                        (fleet.dir / (id + ".reboots")).string(), extra_firmware_keys));
+                        pki.key("client").string(), boot_keys, (state / "slot-a.img").string(),
+                        (state / "slot-b.img").string(), (fleet.dir / (id + ".reboots")).string(),
+                        extra_firmware_keys));
 }
 
 std::string firmwareState(const nlohmann::json& ota) {
@@ -324,6 +331,85 @@ TEST_CASE("OTA: models and A/B firmware from the artifact store, with provenance
     CHECK(local["ota"]["firmware"]["state"] == "committed");
     CHECK(local["ota"]["firmware"]["current_version"] == "2.0.0");
     CHECK(local["ota"]["domains"]["firmware"] == "done");
+}
+
+TEST_CASE("OTA through the real bootloaders: edged with the grub backend and GRUB, and with the uboot backend and U-Boot",
+          "[integration][ota]") {
+    // GRUB (grub-emu) runs deploy/boot/grub/ab-select.cfg for edge-1, U-Boot (QEMU's arm64
+    // board) runs deploy/boot/uboot/ab-select.cmd for edge-2 (tests/unit/firmware/*_rig.hpp).
+    // edged edits their environments with grub-editenv and fw_setenv and reads the booted slot
+    // from the kernel command line they leave. edge-1 commits firmware 2.0.0; edge-2's health
+    // check fails and U-Boot takes it back to slot A.
+    const auto grub_tools = firmware::test::requireGrubTools();
+    const auto uboot_tools = firmware::test::requireUBootTools();
+    test::FleetHarness fleet;
+    test::TestPki pki;
+    const auto image = pattern((2u << 20) + 777, 5);
+    const int artifacts_port = serveFirmware(fleet, pki, "2.0.0", image);
+
+    firmware::test::GrubBootRig grub(grub_tools, fleet.dir / "grub-edge-1");
+    firmware::test::UBootRig uboot(uboot_tools, fleet.dir / "uboot-edge-2");
+    const auto argv = [](const std::vector<std::string>& words) {
+        std::string out = "[";
+        for (const auto& w : words) out += (out.size() > 1 ? ", " : "") + w;
+        return out + "]";
+    };
+    for (const std::string id : {"edge-1", "edge-2"}) {
+        std::filesystem::create_directories(fleet.dir / "state" / id);
+        test::writeFile(fleet.dir / "state" / id / "slot-a.img", "factory image A");
+    }
+    configureOta(fleet, "edge-1", artifacts_port, pki, "",
+                 fmt::format("  backend: grub\n  env_file: {}\n  cmdline: {}\n  grub_editenv: [{}]\n",
+                             grub.envFile().string(), grub.cmdline().string(), grub_tools.editenv));
+    configureOta(fleet, "edge-2", artifacts_port, pki, "  health_command: [/bin/false]\n",
+                 fmt::format("  backend: uboot\n  fw_printenv: {}\n  fw_setenv: {}\n  cmdline: {}\n",
+                             argv(uboot.printenv()), argv(uboot.setenv()), uboot.cmdline().string()));
+    const auto boot = [&](firmware::test::BootRig& rig, firmware::test::ProgramBootRig& said) {
+        auto slot = rig.boot();
+        INFO("the bootloader said: " << said.output);
+        INFO((slot ? std::string() : slot.error().what()));
+        REQUIRE(slot);
+        return *slot;
+    };
+    const auto bootDevice = [&](const std::string& id) {
+        return id == "edge-1" ? boot(grub, grub) : boot(uboot, uboot);
+    };
+    // Power on: the bootloader, then edged.
+    for (const std::string id : {"edge-1", "edge-2"}) CHECK(bootDevice(id) == firmware::Slot::kA);
+    fleet.startAllDevices();
+
+    for (const std::string id : {"edge-1", "edge-2"}) {
+        INFO(id);
+        REQUIRE(test::waitUntil([&] { return reboots(fleet, id) == 1; }, 30s));
+        CHECK(test::readFile(fleet.dir / "state" / id / "slot-b.img").substr(0, image.size()) == image);
+        // The reboot edged asked for: the bootloader takes slot B's one try.
+        fleet.killDevice(id);
+        CHECK(bootDevice(id) == firmware::Slot::kB);
+        fleet.startDevice(id);
+    }
+
+    // edge-1 is healthy on B and commits; GRUB keeps booting B.
+    REQUIRE(test::waitUntil([&] { return firmwareState(getJson(fleet, "edge-1", "/v1/ota")) == "committed"; }, 30s));
+    CHECK(getJson(fleet, "edge-1", "/v1/ota")["firmware"]["current_version"] == "2.0.0");
+    const auto listed = test::runCommand({grub_tools.editenv, grub.envFile().string(), "list"}).out;
+    CHECK_THAT(listed, Catch::Contains("BOOT_ORDER=B A"));
+    CHECK_THAT(listed, Catch::Contains("BOOT_B_LEFT=3"));
+    fleet.killDevice("edge-1");
+    CHECK(bootDevice("edge-1") == firmware::Slot::kB);
+
+    // edge-2 fails its health check on B: edged drops B and asks for a reboot; U-Boot boots A.
+    REQUIRE(test::waitUntil([&] { return reboots(fleet, "edge-2") == 2; }, 30s));
+    fleet.killDevice("edge-2");
+    CHECK(bootDevice("edge-2") == firmware::Slot::kA);
+    fleet.startDevice("edge-2");
+    REQUIRE(test::waitUntil([&] { return firmwareState(getJson(fleet, "edge-2", "/v1/ota")) == "failed"; }, 30s));
+    const auto ota = getJson(fleet, "edge-2", "/v1/ota");
+    INFO(ota.dump());
+    CHECK(ota["firmware"]["last_failed_version"] == "2.0.0");
+    CHECK_THAT(ota["firmware"]["reason"].get<std::string>(), Catch::Contains("health"));
+    auto print = uboot.printenv();
+    print.insert(print.end(), {"-n", "BOOT_B_LEFT"});
+    CHECK(test::runCommand(print).out == "0\n");
 }
 
 TEST_CASE("OTA: with firmware.health_broker_timeout, a new slot that cannot reach the broker rolls back",

@@ -78,8 +78,9 @@ inline TestImage makeImage(const std::filesystem::path& dir, const std::string& 
 }
 
 /// Runs a tool; an error carrying its output when it exits non-zero.
-inline Status runTool(const std::vector<std::string>& argv, std::string* out = nullptr) {
-    const auto r = edge::test::runCommand(argv, std::chrono::seconds(20));
+inline Status runTool(const std::vector<std::string>& argv, std::string* out = nullptr,
+                      std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+    const auto r = edge::test::runCommand(argv, timeout);
     if (out != nullptr) *out = r.out + r.err;
     if (r.exit_code != 0) {
         return fail(FirmwareErrc::kBootControl,

@@ -45,17 +45,15 @@ public:
         : ProgramBootRig(dir, max_attempts), tools_(std::move(tools)), image_dir_(dir / "disk") {
         std::filesystem::create_directories(image_dir_ / "grub");
         std::filesystem::copy_file(kGrubScripts / "ab-select.cfg", image_dir_ / "grub/ab-select.cfg");
-        check(fs::writeFileAtomic(image_dir_ / "grub/grub.cfg",
-                                  fmt::format("set ab_max_attempts={}\n"
-                                              "source \"$prefix/ab-select.cfg\"\n"
-                                              "echo \"AB_BOOT=$ab_slot\"\n"
-                                              "halt\n",
-                                              max_attempts)));
         check(fs::writeFileAtomic(dir_ / "device.map", fmt::format("(hd0) {}\n", (dir_ / "disk.img").string())));
         check(runTool({tools_.editenv, envFile().string(), "create"}));
     }
 
     [[nodiscard]] std::filesystem::path envFile() const { return dir_ / "grubenv"; }
+
+    /// When set, GRUB reads the block through its host file system driver, which cannot save
+    /// (save_env: "sparse file not allowed"): a block GRUB cannot write.
+    bool unsaveable = false;
 
     std::unique_ptr<BootControl> control() override {
         GrubConfig config;
@@ -71,6 +69,17 @@ public:
         auto block = fs::readFile(envFile());
         if (!block) return fail(std::move(block.error()));
         if (auto st = fs::writeFileAtomic(image_dir_ / "grub/grubenv", *block); !st) return fail(st.error());
+        // grub.cfg as the example in deploy/boot/grub sets it up, then print the choice and halt.
+        const auto env = unsaveable ? fmt::format("(host){}", (image_dir_ / "grub/grubenv").string())
+                                    : std::string("$prefix/grubenv");
+        if (auto st = fs::writeFileAtomic(image_dir_ / "grub/grub.cfg",
+                                          fmt::format("set ab_max_attempts={}\nset ab_env=\"{}\"\n"
+                                                      "source \"$prefix/ab-select.cfg\"\n"
+                                                      "echo \"AB_BOOT=$ab_slot\"\nhalt\n",
+                                                      max_attempts_, env));
+            !st) {
+            return fail(st.error());
+        }
         std::filesystem::remove(disk);
         if (auto st = runTool({tools_.mke2fs, "-q", "-F", "-t", "ext2", "-d", image_dir_.string(), disk.string(), "4M"});
             !st) {
@@ -80,7 +89,7 @@ public:
             !st) {
             return fail(st.error());
         }
-        const auto at = output.find("AB_BOOT=");
+        const auto at = output.rfind("AB_BOOT=");  // the last: the script's messages quote values
         if (at == std::string::npos || at + 8 >= output.size()) {
             return fail(FirmwareErrc::kNotBootable, "GRUB printed no slot: " + output);
         }

@@ -120,7 +120,7 @@ TEST_CASE("GRUB script: values edged never writes do not take ab-select.cfg anyw
         CHECK_THAT(grubList(tools, grub), Catch::Contains("BOOT_B_LEFT=99"));
     }
     SECTION("a count that is not one edged writes is no attempt left") {
-        for (const char* bad : {"junk", "101", "-1", "2x"}) {
+        for (const char* bad : {"junk", "101", "-1", "2x", "03", "1 2", "x' -o '1' = '1"}) {
             CAPTURE(bad);
             setGrubEnv(tools, grub, {"A B", bad, "2"});
             CHECK(boot() == Slot::kB);
@@ -131,17 +131,29 @@ TEST_CASE("GRUB script: values edged never writes do not take ab-select.cfg anyw
         }
     }
     SECTION("only the three variables are loaded; others in the block stay as they are") {
-        // A block that names another slot variable, the attempts or the file to save to must not
-        // steer the script; save_env writes only the count it changed.
-        setGrubEnv(tools, grub, {"B A", "3", "0"},
+        // A block that names the chosen slot, the attempts or the file to save to must not steer
+        // the script (BOOT_A_LEFT is unset: ab_max_attempts from the block would set it);
+        // save_env writes only the count it changed.
+        setGrubEnv(tools, grub, {"A B", std::nullopt, "0"},
                    {"ab_slot=B", "ab_max_attempts=50", "ab_env=(hd0)/elsewhere", "saved_entry=1"});
         CHECK(boot() == Slot::kA);
         const auto listed = grubList(tools, grub);
         CHECK_THAT(listed, Catch::Contains("BOOT_A_LEFT=2"));
         CHECK_THAT(listed, Catch::Contains("BOOT_B_LEFT=0"));
-        CHECK_THAT(listed, Catch::Contains("BOOT_ORDER=B A"));
+        CHECK_THAT(listed, Catch::Contains("BOOT_ORDER=A B"));
         CHECK_THAT(listed, Catch::Contains("ab_env=(hd0)/elsewhere"));
+        CHECK_THAT(listed, Catch::Contains("ab_max_attempts=50"));
         CHECK_THAT(listed, Catch::Contains("saved_entry=1"));
+    }
+    SECTION("a block GRUB cannot save: a slot on its last attempt is skipped, another boots uncounted") {
+        grub.unsaveable = true;
+        setGrubEnv(tools, grub, {"B A", "3", "1"});  // B on trial
+        CHECK(boot() == Slot::kA);
+        CHECK_THAT(grub.output, Catch::Contains("slot B was on its last attempt, skipped"));
+        CHECK_THAT(grub.output, Catch::Contains("booting slot A uncounted"));
+        const auto listed = grubList(tools, grub);
+        CHECK_THAT(listed, Catch::Contains("BOOT_A_LEFT=3"));
+        CHECK_THAT(listed, Catch::Contains("BOOT_B_LEFT=1"));
     }
     SECTION("a slot on trial that never comes up is left after its one attempt") {
         setGrubEnv(tools, grub, {});
@@ -183,6 +195,33 @@ TEST_CASE("Updater with the grub backend and GRUB running ab-select.cfg: commit,
             CHECK_THAT(listed, Catch::Contains("BOOT_ORDER=B A"));
             CHECK_THAT(listed, Catch::Contains("BOOT_B_LEFT=1"));
         });
+}
+
+TEST_CASE("Updater with GRUB that cannot save its block: the trial slot is never booted, the update fails on the old slot",
+          "[firmware][grub]") {
+    const auto tools = test::requireGrubTools();
+    TempDir tmp;
+    auto grub = std::make_shared<GrubBootRig>(tools, tmp / "grub");
+    Device dev(tmp / "device", 4096, grub);
+    REQUIRE(test::runDevice(dev, true));
+    auto started = test::startUpdate(dev, dev.image("BOOTS-OK", "2.0"));
+    REQUIRE(started);
+    REQUIRE(*started);
+    // From now on GRUB cannot store its counts: it skips B on its one try and boots A uncounted;
+    // edged asks for the reboot again until its loop guard fails the update.
+    grub->unsaveable = true;
+    auto run = test::runDevice(dev, true, nullptr, 40);
+    INFO("GRUB said: " << grub->output);
+    INFO(what(run));
+    REQUIRE(run);
+    CHECK(run->running == Slot::kA);
+    CHECK(run->boots > 1);
+    const auto rec = test::recordOf(dev);
+    CHECK(rec.state == UpdateState::kFailed);
+    CHECK_THAT(rec.reason, Catch::Contains("loop guard"));
+    const auto boot = test::bootStateOf(dev);
+    CHECK(boot.primary() == Slot::kA);
+    CHECK(boot.attemptsLeft(Slot::kB) == 0);
 }
 
 }  // namespace edge::firmware

@@ -36,6 +36,7 @@ struct UBootResult {
     Slot slot;
     std::string a_left, b_left;  // as U-Boot's environment holds them after the script ("" = unset)
     std::string messages;        // the script's own lines
+    bool stored = false;         // the script ran its store command (ab_save)
 };
 
 /// Runs ab-select.cmd in U-Boot once per environment, all in one power-on (the script starts
@@ -45,10 +46,12 @@ std::vector<UBootResult> runCases(UBootRig& rig, const std::vector<BootEnv>& env
     std::string harness;
     for (std::size_t i = 0; i < envs.size(); ++i) {
         harness += setEnvLines(envs[i]);
-        harness += fmt::format("echo \"CASE {} START\"\nsource {}\n", i, UBootRig::kScriptAddr);
-        harness += fmt::format("echo \"CASE {} AB_BOOT=${{ab_slot}} A=[${{BOOT_A_LEFT}}] B=[${{BOOT_B_LEFT}}]\"\n", i);
+        harness += fmt::format("echo CASE {} START\nsource {}\n", i, UBootRig::kScriptAddr);
+        harness += fmt::format("HUSH_NO_EVAL=1\necho CASE {} AB_BOOT=${{ab_slot}} A=[${{BOOT_A_LEFT}}] B=[${{BOOT_B_LEFT}}]\n"
+                               "HUSH_NO_EVAL=0\n",
+                               i);
     }
-    auto out = rig.runUBoot(harness);
+    auto out = rig.runUBoot(harness, std::chrono::seconds(120));
     INFO(what(out));
     REQUIRE(out);
     std::vector<UBootResult> results;
@@ -76,7 +79,7 @@ std::vector<UBootResult> runCases(UBootRig& rig, const std::vector<BootEnv>& env
         for (std::size_t p = block.find("ab-select: "); p != std::string::npos; p = block.find("ab-select: ", p + 1)) {
             messages += block.substr(p, block.find('\n', p) - p) + "\n";
         }
-        results.push_back({*slot, field("A"), field("B"), messages});
+        results.push_back({*slot, field("A"), field("B"), messages, block.find("AB_SAVED") != std::string::npos});
     }
     return results;
 }
@@ -111,6 +114,7 @@ TEST_CASE("U-Boot script: ab-select.cmd picks and counts down as the simulated b
             CHECK(got.slot == *expected);
             CHECK(got.a_left == fileValue(file.env, "BOOT_A_LEFT"));
             CHECK(got.b_left == fileValue(file.env, "BOOT_B_LEFT"));
+            CHECK(got.stored);  // the count is stored before the kernel starts
         } else {
             // No slot has attempts left: the order's first slot, uncounted (see grub_script_test).
             CHECK(expected.error().code() == FirmwareErrc::kNotBootable);
@@ -118,6 +122,7 @@ TEST_CASE("U-Boot script: ab-select.cmd picks and counts down as the simulated b
             CHECK(got.a_left == env.a_left.value_or(""));
             CHECK(got.b_left == env.b_left.value_or(""));
             CHECK_THAT(got.messages, Catch::Contains("no slot has boot attempts left"));
+            CHECK_FALSE(got.stored);
             ++last_resorts;
         }
     }
@@ -130,14 +135,15 @@ TEST_CASE("U-Boot script: values edged never writes do not take ab-select.cmd an
     TempDir tmp;
     UBootRig uboot(tools, tmp / "uboot");
     const std::vector<BootEnv> envs{
-        {"X B", "3", "100"},                   // 0: not a slot name
-        {"A;echo INJECTED B", "0", "2"},       // 1: shell syntax in the order is a word, never run
-        {"A B", "junk", "2"},                  // 2..5: not counts edged writes
+        {"X B", "3", "100"},              // 0: not a slot name
+        {"A;echo INJECTED B", "0", "2"},  // 1: shell syntax in the order is only words
+        {"A B", "junk", "2"},             // 2..6: not counts edged writes
         {"A B", "101", "2"},
         {"A B", "-1", "2"},
         {"A B", "1 2", "2"},
-        {"A B", "10", "0"},                    // 6: two digits
-        {"B A", "run bootcmd", "0"},           // 7: a command as a count is compared, not run
+        {"A B", "03", "2"},
+        {"A B", "10", "0"},               // 7: two digits
+        {"B A", "none", "0"},             // 8: the script's own marker is no count
     };
     const auto r = runCases(uboot, envs);
     CHECK(r[0].slot == Slot::kB);
@@ -147,28 +153,84 @@ TEST_CASE("U-Boot script: values edged never writes do not take ab-select.cmd an
     CHECK(r[1].b_left == "1");
     CHECK_THAT(r[1].messages, Catch::Contains("BOOT_ORDER names A;echo, not a slot"));
     CHECK_THAT(r[1].messages, Catch::Contains("BOOT_ORDER names INJECTED, not a slot"));
-    for (std::size_t i = 2; i <= 5; ++i) {
+    for (std::size_t i = 2; i <= 6; ++i) {
         CAPTURE(i, r[i].messages);
         CHECK(r[i].slot == Slot::kB);
         CHECK(r[i].a_left == *envs[i].a_left);
         CHECK(r[i].b_left == "1");
-        CHECK_THAT(r[i].messages, Catch::Contains("slot A skipped"));
+        CHECK_THAT(r[i].messages, Catch::Contains("BOOT_A_LEFT is not a count"));
     }
-    CHECK(r[6].slot == Slot::kA);
-    CHECK(r[6].a_left == "9");
-    CHECK(r[7].slot == Slot::kB);  // nothing left: the first of the order, uncounted
-    CHECK(r[7].a_left == "run bootcmd");
-    CHECK_THAT(r[7].messages, Catch::Contains("no slot has boot attempts left"));
+    CHECK(r[7].slot == Slot::kA);
+    CHECK(r[7].a_left == "9");
+    CHECK(r[8].slot == Slot::kB);  // nothing left: the first of the order, uncounted
+    CHECK(r[8].a_left == "none");
+    CHECK_THAT(r[8].messages, Catch::Contains("no slot has boot attempts left"));
+    CHECK_FALSE(r[8].stored);
 
-    // The helpers are shell variables: none of them is in the environment saveenv writes.
-    auto out = uboot.runUBoot(fmt::format("source {}\necho \"AB_BOOT=${{ab_slot}}\"\nprintenv ab_slot ab_first ab_s ab_left ab_less ab_prev ab_order\n",
-                                          UBootRig::kScriptAddr));
-    REQUIRE(out);
-    CHECK_THAT(*out, Catch::Contains("AB_BOOT=A"));
-    for (const char* helper : {"ab_slot", "ab_first", "ab_s", "ab_left", "ab_less", "ab_prev", "ab_order"}) {
-        CAPTURE(helper);
-        CHECK_THAT(*out, Catch::Contains(fmt::format("\"{}\" not defined", helper)));
+    // Values stored with quotes, as only fw_setenv can store them: U-Boot's shell re-parses
+    // expanded commands, and quotes must not split the script's comparisons.
+    const auto bootWith = [&](const std::vector<std::pair<std::string, std::string>>& vars) {
+        for (const auto* name : {"BOOT_ORDER", "BOOT_A_LEFT", "BOOT_B_LEFT"}) {
+            auto unset = uboot.setenv();
+            unset.push_back(name);
+            REQUIRE(test::runTool(unset));
+        }
+        for (const auto& [name, value] : vars) {
+            auto set = uboot.setenv();
+            set.insert(set.end(), {name, value});
+            REQUIRE(test::runTool(set));
+        }
+        auto slot = uboot.boot();
+        INFO("U-Boot said: " << uboot.output);
+        REQUIRE(slot);
+        return *slot;
+    };
+    const auto print = [&](const std::string& var) {
+        auto argv = uboot.printenv();
+        argv.insert(argv.end(), {"-n", var});
+        return edge::test::runCommand(argv).out;
+    };
+    for (const char* hostile : {"x' -o '1' = '1", "0' -o 'x", "1\" -o \"1"}) {
+        CAPTURE(hostile);
+        CHECK(bootWith({{"BOOT_ORDER", "A B"}, {"BOOT_A_LEFT", hostile}, {"BOOT_B_LEFT", "2"}}) == Slot::kB);
+        CHECK_THAT(uboot.output, Catch::Contains("BOOT_A_LEFT is not a count"));
+        CHECK(print("BOOT_A_LEFT") == std::string(hostile) + "\n");
+        CHECK(print("BOOT_B_LEFT") == "1\n");
     }
+
+    // Environment variables with the helpers' names do not steer the script (U-Boot's shell
+    // reads the environment before its own variables).
+    for (const auto& [name, value] : std::vector<std::pair<std::string, std::string>>{
+             {"ab_slot", "B"}, {"ab_less", "5"}, {"ab_first", "B"}, {"ab_known", "yes"}, {"ab_left", "3"}}) {
+        auto set = uboot.setenv();
+        set.insert(set.end(), {name, value});
+        REQUIRE(test::runTool(set));
+    }
+    CHECK(bootWith({{"BOOT_ORDER", "A B"}, {"BOOT_A_LEFT", "2"}, {"BOOT_B_LEFT", "0"}}) == Slot::kA);
+    CHECK(print("BOOT_A_LEFT") == "1\n");
+    CHECK(print("BOOT_B_LEFT") == "0\n");
+    CHECK(bootWith({{"BOOT_ORDER", "A B"}, {"BOOT_A_LEFT", "0"}, {"BOOT_B_LEFT", "0"}}) == Slot::kA);
+    CHECK_THAT(uboot.output, Catch::Contains("no slot has boot attempts left"));
+}
+
+TEST_CASE("U-Boot script: when the environment cannot be stored, a slot on its last attempt is skipped",
+          "[firmware][uboot]") {
+    const auto tools = test::requireUBootTools();
+    TempDir tmp;
+    UBootRig uboot(tools, tmp / "uboot");
+    // ab_save fails (a store error on the board): the trial slot B would be booted forever.
+    auto out = uboot.runUBoot(fmt::format("setenv ab_save false\n{}echo CASE 0 START\nsource {}\n"
+                                          "echo CASE 0 AB_BOOT=${{ab_slot}}\n"
+                                          "{}echo CASE 1 START\nsource {}\necho CASE 1 AB_BOOT=${{ab_slot}}\n",
+                                          setEnvLines({"B A", "3", "1"}), UBootRig::kScriptAddr,
+                                          setEnvLines({"A B", "3", "0"}), UBootRig::kScriptAddr));
+    REQUIRE(out);
+    INFO(*out);
+    CHECK_THAT(*out, Catch::Contains("slot B was on its last attempt, skipped"));
+    CHECK_THAT(*out, Catch::Contains("CASE 0 AB_BOOT=A"));
+    // A slot with attempts to spare boots uncounted.
+    CHECK_THAT(*out, Catch::Contains("booting slot A uncounted"));
+    CHECK_THAT(*out, Catch::Contains("CASE 1 AB_BOOT=A"));
 }
 
 TEST_CASE("Updater with the uboot backend and U-Boot running ab-select.cmd: commit, failed health check, slot that never boots",
