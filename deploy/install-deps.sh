@@ -21,6 +21,8 @@ PACKAGES=(
   # U-Boot for QEMU's arm64 board, QEMU and mkimage let the tests run the shipped
   # deploy/boot/uboot/ab-select.cmd in U-Boot itself.
   libubootenv-tool qemu-system-arm u-boot-qemu u-boot-tools
+  # libfuse3: tests/tools/lazyfs.cpp, a file system that loses unsynced writes at a power cut.
+  libfuse3-dev fuse3
 )
 
 missing=()

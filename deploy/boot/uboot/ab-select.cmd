@@ -21,9 +21,11 @@
 # stored before the kernel starts, so a slot that crashes before edged marks it good runs out
 # of attempts and the next boot takes the next slot. When the environment cannot be stored,
 # a slot on its last attempt (a slot on trial) is skipped, since it could otherwise be booted
-# forever; another slot boots uncounted. When no slot has attempts left, the first slot of the
-# order boots uncounted and nothing is stored (a device must boot something; edged re-arms the
-# slot it runs from).
+# forever, and another slot with attempts left boots uncounted; only when every slot with
+# attempts left is on its last one does the first of them boot uncounted (with
+# firmware.max_attempts 1 that can be a slot on trial, again and again: keep it at 2 or more).
+# When no slot has attempts left, the first slot of the order boots uncounted and nothing is
+# stored (a device must boot something; edged re-arms the slot it runs from).
 #
 # Only "A" and "B" are taken from BOOT_ORDER, and a count only as edged writes it (0 to 100);
 # any other value counts as no attempts left. The classic U-Boot shell (hush, as in Debian 12's
@@ -31,8 +33,8 @@
 # value could split a comparison: HUSH_NO_EVAL=1 turns that off while the script runs, and
 # values read from the environment are never quoted. Environment variables shadow shell
 # variables of the same name, so the helpers' names are deleted from the environment first.
-# The script itself changes no other environment variable than the count (saveenv stores the
-# whole environment as it is in memory). Use a redundant environment (two copies) where the
+# The script changes no environment variable but the count and the helper names it deletes
+# (saveenv stores the whole environment as it is in memory). Use a redundant environment (two copies) where the
 # board allows: a failed save to a single copy may lose the whole environment.
 #
 # The shell has no arithmetic in decimal (setexpr is hex), drops empty words in a for list and
@@ -52,13 +54,15 @@ setenv ab_tens
 setenv ab_units
 setenv ab_order
 setenv ab_max
+setenv ab_unstored
+setenv ab_stored
 
 if env exists ab_max_attempts; then ab_max=${ab_max_attempts}; else ab_max=3; fi
 if env exists BOOT_ORDER; then ab_order=${BOOT_ORDER}; else ab_order="A B"; fi
-if env exists ab_save; then true; else setenv ab_save saveenv; fi
 
 ab_slot=none
 ab_first=none
+ab_unstored=none
 for ab_s in ${ab_order}; do
     ab_known=no
     ab_left=none
@@ -91,11 +95,18 @@ for ab_s in ${ab_order}; do
             if test 100 = ${ab_left}; then ab_less=99; fi
             if test ${ab_less} != none; then
                 setenv BOOT_${ab_s}_LEFT ${ab_less}
-                if run ab_save; then
+                ab_stored=no
+                if env exists ab_save; then
+                    if run ab_save; then ab_stored=yes; fi
+                else
+                    if saveenv; then ab_stored=yes; fi
+                fi
+                if test ${ab_stored} = yes; then
                     ab_slot=${ab_s}
                 elif test ${ab_less} = 0; then
                     echo ab-select: could not store BOOT_${ab_s}_LEFT: slot ${ab_s} was on its last attempt, skipped
                     setenv BOOT_${ab_s}_LEFT ${ab_left}
+                    if test ${ab_unstored} = none; then ab_unstored=${ab_s}; fi
                 else
                     echo ab-select: could not store BOOT_${ab_s}_LEFT: booting slot ${ab_s} uncounted
                     ab_slot=${ab_s}
@@ -107,6 +118,10 @@ for ab_s in ${ab_order}; do
     fi
 done
 
+if test ${ab_slot} = none -a ${ab_unstored} != none; then
+    echo ab-select: no slot can be counted: booting slot ${ab_unstored}, on its last attempt, uncounted
+    ab_slot=${ab_unstored}
+fi
 if test ${ab_slot} = none; then
     if test ${ab_first} = none; then ab_first=A; fi
     echo ab-select: no slot has boot attempts left: booting slot ${ab_first}, the first in the order

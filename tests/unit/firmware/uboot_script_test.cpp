@@ -190,7 +190,7 @@ TEST_CASE("U-Boot script: values edged never writes do not take ab-select.cmd an
         argv.insert(argv.end(), {"-n", var});
         return edge::test::runCommand(argv).out;
     };
-    for (const char* hostile : {"x' -o '1' = '1", "0' -o 'x", "1\" -o \"1"}) {
+    for (const char* hostile : {"x -o 1 = 1", "0 -o x", "x' -o '1' = '1", "0' -o 'x", "1\" -o \"1"}) {
         CAPTURE(hostile);
         CHECK(bootWith({{"BOOT_ORDER", "A B"}, {"BOOT_A_LEFT", hostile}, {"BOOT_B_LEFT", "2"}}) == Slot::kB);
         CHECK_THAT(uboot.output, Catch::Contains("BOOT_A_LEFT is not a count"));
@@ -201,7 +201,9 @@ TEST_CASE("U-Boot script: values edged never writes do not take ab-select.cmd an
     // Environment variables with the helpers' names do not steer the script (U-Boot's shell
     // reads the environment before its own variables).
     for (const auto& [name, value] : std::vector<std::pair<std::string, std::string>>{
-             {"ab_slot", "B"}, {"ab_less", "5"}, {"ab_first", "B"}, {"ab_known", "yes"}, {"ab_left", "3"}}) {
+             {"ab_slot", "B"}, {"ab_first", "B"}, {"ab_s", "B"}, {"ab_known", "yes"}, {"ab_left", "3"},
+             {"ab_less", "5"}, {"ab_prev", "7"}, {"ab_n", "2"}, {"ab_tens", "1"}, {"ab_units", "0"},
+             {"ab_order", "B"}, {"ab_max", "9"}, {"ab_unstored", "B"}, {"ab_stored", "yes"}}) {
         auto set = uboot.setenv();
         set.insert(set.end(), {name, value});
         REQUIRE(test::runTool(set));
@@ -218,19 +220,40 @@ TEST_CASE("U-Boot script: when the environment cannot be stored, a slot on its l
     const auto tools = test::requireUBootTools();
     TempDir tmp;
     UBootRig uboot(tools, tmp / "uboot");
-    // ab_save fails (a store error on the board): the trial slot B would be booted forever.
-    auto out = uboot.runUBoot(fmt::format("setenv ab_save false\n{}echo CASE 0 START\nsource {}\n"
-                                          "echo CASE 0 AB_BOOT=${{ab_slot}}\n"
-                                          "{}echo CASE 1 START\nsource {}\necho CASE 1 AB_BOOT=${{ab_slot}}\n",
-                                          setEnvLines({"B A", "3", "1"}), UBootRig::kScriptAddr,
-                                          setEnvLines({"A B", "3", "0"}), UBootRig::kScriptAddr));
+    // ab_save fails (a store error on the board).
+    const std::vector<BootEnv> envs{
+        {"B A", "3", "1"},  // 0: B on trial is skipped, A boots uncounted
+        {"A B", "3", "0"},  // 1: A has attempts to spare: uncounted
+        {"B A", "1", "0"},  // 2: B spent its try; A on its last attempt is still the one to boot
+        {"B A", "1", "1"},  // 3: both on their last attempt (max_attempts 1): the first, uncounted
+    };
+    std::string harness = "setenv ab_save false\n";
+    for (std::size_t i = 0; i < envs.size(); ++i) {
+        harness += setEnvLines(envs[i]);
+        harness += fmt::format("echo CASE {0} START\nsource {1}\nHUSH_NO_EVAL=1\n"
+                               "echo CASE {0} AB_BOOT=${{ab_slot}} A=[${{BOOT_A_LEFT}}] B=[${{BOOT_B_LEFT}}]\nHUSH_NO_EVAL=0\n",
+                               i, UBootRig::kScriptAddr);
+    }
+    auto out = uboot.runUBoot(harness, std::chrono::seconds(60));
     REQUIRE(out);
+    const auto block = [&](std::size_t i) {
+        const auto from = out->find(fmt::format("CASE {} START", i));
+        const auto to = out->find(fmt::format("CASE {} START", i + 1));
+        REQUIRE(from != std::string::npos);
+        return out->substr(from, to == std::string::npos ? std::string::npos : to - from);
+    };
     INFO(*out);
-    CHECK_THAT(*out, Catch::Contains("slot B was on its last attempt, skipped"));
-    CHECK_THAT(*out, Catch::Contains("CASE 0 AB_BOOT=A"));
-    // A slot with attempts to spare boots uncounted.
-    CHECK_THAT(*out, Catch::Contains("booting slot A uncounted"));
-    CHECK_THAT(*out, Catch::Contains("CASE 1 AB_BOOT=A"));
+    CHECK_THAT(block(0), Catch::Contains("slot B was on its last attempt, skipped"));
+    CHECK_THAT(block(0), Catch::Contains("booting slot A uncounted"));
+    // B keeps its try; A's count went down in memory only (nothing was stored).
+    CHECK_THAT(block(0), Catch::Contains("AB_BOOT=A A=[2] B=[1]"));
+    CHECK_THAT(block(1), Catch::Contains("booting slot A uncounted"));
+    CHECK_THAT(block(1), Catch::Contains("AB_BOOT=A"));
+    CHECK_THAT(block(2), Catch::Contains("slot A was on its last attempt, skipped"));
+    CHECK_THAT(block(2), Catch::Contains("booting slot A, on its last attempt"));
+    CHECK_THAT(block(2), Catch::Contains("AB_BOOT=A A=[1] B=[0]"));
+    CHECK_THAT(block(3), Catch::Contains("no slot can be counted"));
+    CHECK_THAT(block(3), Catch::Contains("AB_BOOT=B"));
 }
 
 TEST_CASE("Updater with the uboot backend and U-Boot running ab-select.cmd: commit, failed health check, slot that never boots",
