@@ -342,6 +342,7 @@ int main(int argc, char** argv) {
     char* fuse_argv[] = {argv[0], nullptr};
     fuse_args args = FUSE_ARGS_INIT(1, fuse_argv);
     fuse* fs = fuse_new(&args, &ops, sizeof ops, nullptr);
+    fuse_opt_free_args(&args);
     if (fs == nullptr) return 1;
     if (fuse_mount(fs, argv[2]) != 0) {
         fuse_destroy(fs);
