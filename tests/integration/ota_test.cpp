@@ -5,7 +5,6 @@
 // SIGKILL of edged, `edged bootloader` (the simulated bootloader), and a new edged.
 #include <catch2/catch.hpp>
 #include <csignal>
-#include <sys/mount.h>
 
 #include <fstream>
 #include <thread>
@@ -15,6 +14,7 @@
 #include "security/crypto.hpp"
 #include "shared/http/http.hpp"
 #include "tests/integration/fleet_harness.hpp"
+#include "tests/integration/lazy_fs.hpp"
 #include "tests/support/ports.hpp"
 #include "tests/support/test_pki.hpp"
 #include "tests/unit/firmware/grub_rig.hpp"
@@ -127,55 +127,20 @@ void configureOta(test::FleetHarness& fleet, const std::string& id, int artifact
                         extra_firmware_keys));
 }
 
-/// edge_lazyfs (tests/tools/lazyfs.cpp) mounted on mountpoint over backing: a power cut (SIGUSR1
-/// to the pid in pidFile()) loses what was not synced, as a disk would.
-class LazyFs {
-public:
-    LazyFs(std::filesystem::path backing, std::filesystem::path mountpoint, std::filesystem::path log)
-        : backing_(std::move(backing)), mountpoint_(std::move(mountpoint)), log_(std::move(log)) {
-        std::filesystem::create_directories(mountpoint_);
-        mount();
-    }
-    ~LazyFs() {
-        if (proc_.running()) {
-            proc_.signal(SIGTERM);
-            proc_.wait(10s);
-        }
-        if (mounted()) ::umount2(mountpoint_.c_str(), MNT_DETACH);
-    }
-    LazyFs(const LazyFs&) = delete;
-    LazyFs& operator=(const LazyFs&) = delete;
-
-    [[nodiscard]] std::filesystem::path pidFile() const { return log_.string() + ".pid"; }
-    [[nodiscard]] int powerCuts() const { return power_cuts_; }
-
-    /// After the power cut: the file system restored the backing directory to what was synced
-    /// and exited; mount it again, as the next boot does.
-    void remountAfterPowerCut() {
-        const auto code = proc_.wait(20s);
-        INFO(test::readFile(log_));
-        REQUIRE(code == 0);
-        REQUIRE_THAT(test::readFile(log_), Catch::Contains("power cut"));
-        ++power_cuts_;
-        mount();
-    }
-
-private:
-    [[nodiscard]] bool mounted() const {
-        const auto mounts = test::readFile("/proc/self/mounts");
-        return mounts.find(" " + mountpoint_.string() + " ") != std::string::npos;
-    }
-    void mount() {
-        proc_ = test::Process::spawn({test::binary("edge_lazyfs").string(), backing_.string(), mountpoint_.string()}, log_);
-        INFO("edge_lazyfs needs /dev/fuse and the right to mount");
-        REQUIRE(test::waitUntil([&] { return mounted(); }, 10s));
-        test::writeFile(pidFile(), std::to_string(proc_.pid()));
-    }
-
-    std::filesystem::path backing_, mountpoint_, log_;
-    test::Process proc_;
-    int power_cuts_ = 0;
-};
+/// A state command for id (firmware or models): logs its arguments to <id>.<kind>-steps and,
+/// when `match` (shell words over the arguments) equals the content of <id>.crash-at, removes
+/// that file and kills edged, its parent, as a crash would; then runs power_cut (shell lines:
+/// LazyFs::powerCutCommand(), or nothing).
+std::filesystem::path killScript(const test::FleetHarness& fleet, const std::string& id, const std::string& kind,
+                                 const std::string& match, const std::string& power_cut) {
+    const auto script = fleet.dir / (id + "-" + kind + "-state.sh");
+    test::writeFile(script, fmt::format("echo \"$*\" >> {0}/{1}.{2}-steps\n"
+                                        "if [ \"$(cat {0}/{1}.crash-at 2>/dev/null)\" = \"{3}\" ]; then\n"
+                                        "  rm -f {0}/{1}.crash-at; kill -9 $PPID\n{4}"
+                                        "fi\n",
+                                        fleet.dir.path().string(), id, kind, match, power_cut));
+    return script;
+}
 
 std::string firmwareState(const nlohmann::json& ota) {
     if (ota.is_null() || !ota.contains("firmware") || !ota["firmware"].is_object()) return "";
@@ -668,7 +633,7 @@ TEST_CASE("OTA: edged killed right after each persisted firmware transition ends
     const auto edge2_disk = fleet.dir / "disk-edge-2";
     std::filesystem::create_directories(edge2_disk);
     test::writeFile(edge2_disk / "slot-a.img", "factory image A");  // on the disk before power-on
-    LazyFs edge2_fs(edge2_disk, fleet.dir / "state/edge-2", fleet.dir / "lazyfs-edge-2.log");
+    test::LazyFs edge2_fs(edge2_disk, fleet.dir / "state/edge-2", fleet.dir / "lazyfs-edge-2.log");
 
     // The state command (Mender's state scripts) runs after each transition is persisted; here it
     // kills edged when the state is the one named in <id>.crash-at, as a crash or power cut would.
@@ -677,13 +642,7 @@ TEST_CASE("OTA: edged killed right after each persisted firmware transition ends
         const auto state = fleet.dir / "state" / id;
         std::filesystem::create_directories(state);
         if (id == "edge-1") test::writeFile(state / "slot-a.img", "factory image A");
-        const auto script = fleet.dir / (id + "-state.sh");
-        const std::string power_cut = id == "edge-2" ? fmt::format("  kill -USR1 $(cat {})\n", edge2_fs.pidFile().string()) : "";
-        test::writeFile(script, fmt::format("echo \"$1\" >> {0}/{1}.states\n"
-                                            "if [ \"$(cat {0}/{1}.crash-at 2>/dev/null)\" = \"$1\" ]; then\n"
-                                            "  rm -f {0}/{1}.crash-at; kill -9 $PPID\n{2}"
-                                            "fi\n",
-                                            fleet.dir.path().string(), id, power_cut));
+        const auto script = killScript(fleet, id, "state", "$1", id == "edge-2" ? edge2_fs.powerCutCommand() : "");
         configureOta(fleet, id, artifacts_port, pki, fmt::format("  state_command: [/bin/sh, {}]\n", script.string()));
     }
     auto run = [&](const std::string& id, bool power_cut) {
@@ -732,7 +691,7 @@ TEST_CASE("OTA: edged killed right after each persisted firmware transition ends
             fleet.startDevice(id);
         }
         const auto ota = getJson(fleet, id, "/v1/ota");
-        INFO(ota.dump() << "\nstates:\n" << test::readFile(fleet.dir / (id + ".states")));
+        INFO(ota.dump() << "\nstates:\n" << test::readFile(fleet.dir / (id + ".state-steps")));
         const auto bootenv = test::readFile(fleet.dir / "state" / id / "bootenv");
         const auto booted = test::readFile(fleet.dir / "state" / id / "booted");
         if (final_state == "committed") {
@@ -757,11 +716,11 @@ TEST_CASE("OTA: edged killed right after each persisted firmware transition ends
     // The power really went at each kill: edge-2's unsynced writes were dropped and the disk
     // came back. At least installing, installed, rebooting and verifying (a power cut there spends
     // the trial boot: RAUC's trade-off ends the update failed on slot A).
-    INFO("edge-2 ended " << with_power_cuts << "; states:\n" << test::readFile(fleet.dir / "edge-2.states"));
+    INFO("edge-2 ended " << with_power_cuts << "; states:\n" << test::readFile(fleet.dir / "edge-2.state-steps"));
     CHECK(edge2_fs.powerCuts() >= 4);
     // Every transition was seen, and killed at, on the way.
     for (const auto& s : states) {
-        CHECK(test::readFile(fleet.dir / "edge-1.states").find(s) != std::string::npos);
+        CHECK(test::readFile(fleet.dir / "edge-1.state-steps").find(s) != std::string::npos);
     }
 }
 
@@ -783,54 +742,66 @@ TEST_CASE("OTA: edged killed right after each durable step of a model switch end
     fleet.startControlPlane();
 
     // models.state_command runs after each durable step; it kills edged at the step named in
-    // edge-1.crash-at, as a crash would.
-    const std::string id = "edge-1";
-    const auto script = fleet.dir / "model-state.sh";
-    test::writeFile(script, fmt::format("echo \"$1 $2 $3\" >> {0}/{1}.steps\n"
-                                        "if [ \"$(cat {0}/{1}.crash-at 2>/dev/null)\" = \"$1 $3\" ]; then\n"
-                                        "  rm -f {0}/{1}.crash-at; kill -9 $PPID\n"
-                                        "fi\n",
-                                        fleet.dir.path().string(), id));
-    configureOta(fleet, id, artifacts_port, pki, "");
-    fleet.appendDeviceConfig(id, fmt::format("models:\n  state_command: [/bin/sh, {}]\n", script.string()));
-    const auto link = fleet.dir / "state" / id / "models/current/detector";
-    const auto active_sha = [&] {
+    // <id>.crash-at: edge-1 crashes (its page cache survives); edge-2's whole state directory is
+    // on edge_lazyfs, and the power goes too, dropping what edged had not synced.
+    const auto edge2_disk = fleet.dir / "disk-edge-2";
+    std::filesystem::create_directories(edge2_disk);
+    test::writeFile(edge2_disk / "slot-a.img", "factory image A");
+    test::LazyFs edge2_fs(edge2_disk, fleet.dir / "state/edge-2", fleet.dir / "lazyfs-edge-2.log");
+    for (const std::string id : {"edge-1", "edge-2"}) {
+        const auto script = killScript(fleet, id, "model", "$1 $3", id == "edge-2" ? edge2_fs.powerCutCommand() : "");
+        if (id == "edge-1") {
+            std::filesystem::create_directories(fleet.dir / "state" / id);
+            test::writeFile(fleet.dir / "state" / id / "slot-a.img", "factory image A");
+        }
+        configureOta(fleet, id, artifacts_port, pki, "");
+        fleet.appendDeviceConfig(id, fmt::format("models:\n  state_command: [/bin/sh, {}]\n", script.string()));
+    }
+    const auto link = [&](const std::string& id) { return fleet.dir / "state" / id / "models/current/detector"; };
+    const auto active_sha = [&](const std::string& id) {
         const auto models = getJson(fleet, id, "/v1/models");
         if (models.is_null() || models["models"].empty() || !models["models"][0]["active"].is_object()) return std::string();
         return models["models"][0]["active"].value("sha256", "");
     };
-    fleet.startDevice(id);
-    REQUIRE(test::waitUntil([&] { return active_sha() == old_sha; }, 30s));
+    for (const std::string id : {"edge-1", "edge-2"}) fleet.startDevice(id);
+    for (const std::string id : {"edge-1", "edge-2"}) REQUIRE(test::waitUntil([&] { return active_sha(id) == old_sha; }, 30s));
+    for (const std::string id : {"edge-1", "edge-2"}) fleet.killDevice(id);
 
     // Version 2 replaces version 1; edged dies right after each step in turn.
     with_model("2", model_sha);
     const auto reload = test::runCommand({test::binary("edgectl").string(), "--server", fleet.server(), "reload"});
     REQUIRE(reload.exit_code == 0);
-    for (const std::string step : {"staged", "activating", "switched", "active"}) {
-        INFO("killed after " << step);
-        const auto crash_at = fleet.dir / (id + ".crash-at");
-        test::writeFile(crash_at, step + " 2");
-        if (!fleet.devices_.at(id).running()) fleet.startDevice(id);
-        REQUIRE(test::waitUntil([&] { return !std::filesystem::exists(crash_at); }, 30s));
-        REQUIRE(test::waitUntil([&] { return !fleet.devices_.at(id).running(); }, 10s));
-        fleet.killDevice(id);  // reaps it
-        // Whatever the step, the link is one whole version, never a mix or a partial file.
-        const auto content = test::readFile(link);
-        CHECK((content == old_model || content == model));
-        fleet.startDevice(id);
+    for (const std::string id : {"edge-1", "edge-2"}) {
+        const bool power_cut = id == "edge-2";
+        for (const std::string step : {"staged", "activating", "switched", "active"}) {
+            INFO(id << " killed after " << step << (power_cut ? " (power cut)" : " (crash)"));
+            const auto crash_at = fleet.dir / (id + ".crash-at");
+            test::writeFile(crash_at, step + " 2");
+            if (fleet.devices_.count(id) == 0 || !fleet.devices_.at(id).running()) fleet.startDevice(id);
+            REQUIRE(test::waitUntil([&] { return !std::filesystem::exists(crash_at); }, 30s));
+            REQUIRE(test::waitUntil([&] { return !fleet.devices_.at(id).running(); }, 10s));
+            fleet.killDevice(id);  // reaps it
+            if (power_cut) edge2_fs.remountAfterPowerCut();
+            // Whatever the step, the link is one whole version, never a mix or a partial file.
+            const auto content = test::readFile(link(id));
+            CHECK((content == old_model || content == model));
+            fleet.startDevice(id);
+        }
+        // Undisturbed now: version 2 ends active, whole, and the steps were all seen.
+        REQUIRE(test::waitUntil([&] { return active_sha(id) == model_sha; }, 30s));
+        CHECK(test::readFile(link(id)) == model);
+        const auto steps = test::readFile(fleet.dir / (id + ".model-steps"));
+        INFO(steps);
+        for (const auto* step : {"staged detector 2", "activating detector 2", "switched detector 2", "active detector 2"}) {
+            CHECK(steps.find(step) != std::string::npos);
+        }
+        const auto models = getJson(fleet, id, "/v1/models");
+        INFO(models.dump());
+        CHECK(models["models"][0]["activating"].is_null());
+        // Version 1 is kept as the previous version for a rollback.
+        REQUIRE(models["models"][0]["previous"].size() == 1);
+        CHECK(models["models"][0]["previous"][0]["sha256"] == old_sha);
+        fleet.killDevice(id);
     }
-    // Undisturbed now: version 2 ends active, whole, and the steps were all seen.
-    REQUIRE(test::waitUntil([&] { return active_sha() == model_sha; }, 30s));
-    CHECK(test::readFile(link) == model);
-    const auto steps = test::readFile(fleet.dir / (id + ".steps"));
-    INFO(steps);
-    for (const auto* step : {"staged detector 2", "activating detector 2", "switched detector 2", "active detector 2"}) {
-        CHECK(steps.find(step) != std::string::npos);
-    }
-    const auto models = getJson(fleet, id, "/v1/models");
-    INFO(models.dump());
-    CHECK(models["models"][0]["activating"].is_null());
-    // Version 1 is kept as the previous version for a rollback.
-    REQUIRE(models["models"][0]["previous"].size() == 1);
-    CHECK(models["models"][0]["previous"][0]["sha256"] == old_sha);
+    CHECK(edge2_fs.powerCuts() == 4);
 }

@@ -3,16 +3,23 @@
 // Every operation goes to a backing directory at once, so the programs on the mount see their
 // own writes (as they would through a page cache). Beside that, it keeps what a disk would hold
 // after a power cut, with ext4's ordering:
-//   - a file's content as of its last fsync or fdatasync (nothing, for a file never synced);
-//   - the names (creations, renames, deletions, directories) as of the last fsync or fsyncdir
-//     of anything: ext4's journal commits every earlier change of names with any fsync.
+//   - a file's content as of its last fsync or fdatasync (empty, for a file whose name is on the
+//     disk but whose content was never synced);
+//   - the names (creations, renames, deletions, directories) and file sizes as of the last
+//     journal commit: an fsync, an fsyncdir, or an fdatasync that changed the file's size (ext4
+//     commits every earlier change of names with it; an fdatasync of an overwrite commits none).
+//     A file cut (truncate, O_TRUNC) before that commit comes back cut, whatever was written
+//     after the cut and not synced: the zero-length file of a rewrite that was never synced.
 // SIGUSR1 is the power cut: the file system stops serving, is unmounted, and the backing
 // directory is rewritten to that durable state, as the disk would come back. SIGTERM or SIGINT
 // unmount cleanly (everything is kept, as an orderly shutdown flushes).
+// Not modelled: writes torn within a file (any subset of unsynced pages reaching the disk), and
+// hard links (they come back as separate copies).
 //
 // Usage: edge_lazyfs BACKING MOUNTPOINT
 // Runs in the foreground, single-threaded; prints "ready" once mounted and, after a power cut,
-// "power cut: N names kept" once the backing directory holds the durable state.
+// "power cut: N names kept" once the backing directory holds the durable state (exit 0; 1 when
+// the durable state could not be written back whole).
 // Test tool only (tests/integration/ota_test.cpp); needs /dev/fuse and the right to mount.
 #define FUSE_USE_VERSION 31
 #include <fuse.h>
@@ -20,26 +27,30 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 
 namespace {
 
 std::string g_backing;
-fuse_session* g_session = nullptr;
-volatile std::sig_atomic_t g_power_cut = 0;
+bool g_power_cut = false;
 
 using Content = std::shared_ptr<const std::string>;
 
@@ -47,11 +58,27 @@ using Content = std::shared_ptr<const std::string>;
 struct Durable {
     mode_t mode = 0;
     std::string link;  // symlink target
-    Content data;      // regular file: content as of its last sync (null: never synced)
+    // Regular file: its inode (and generation: inode numbers are reused), and its content as of
+    // its last sync when the name was committed (null: never synced). A later sync of the same
+    // file supersedes that content (see restoreDurable).
+    ino_t ino = 0;
+    std::uint64_t gen = 0;
+    Content data;
 };
 
 /// Content as of the last sync, per live inode of the backing directory.
 std::map<ino_t, Content> g_synced;
+/// The shortest size a file was cut to (truncate, O_TRUNC) since its last sync: the next journal
+/// commit makes the cut durable (the size is metadata), while later writes that extend the file
+/// again reach the disk only with the file's own sync.
+std::map<ino_t, std::size_t> g_cut;
+/// Bumped when a new file takes an inode number.
+std::map<ino_t, std::uint64_t> g_gen;
+
+std::uint64_t generation(ino_t ino) {
+    const auto it = g_gen.find(ino);
+    return it == g_gen.end() ? 0 : it->second;
+}
 /// The durable names, by path below the mount ("/a/b"); sorted, so parents come first.
 std::map<std::string, Durable> g_names;
 
@@ -74,16 +101,23 @@ bool readAll(int fd, std::string& out) {
     return true;
 }
 
-/// Records fd's current content as synced.
-void syncData(int fd) {
+/// Records fd's current content as synced; true when its size differs from the last sync's.
+bool syncData(int fd) {
     // The caller's descriptor may be write-only: read through a fresh one.
     const std::string self = "/proc/self/fd/" + std::to_string(fd);
     const int rd = ::open(self.c_str(), O_RDONLY | O_CLOEXEC);
-    if (rd < 0) return;
+    if (rd < 0) return true;
     struct stat st {};
+    bool resized = true;
     auto content = std::make_shared<std::string>();
-    if (::fstat(rd, &st) == 0 && readAll(rd, *content)) g_synced[st.st_ino] = std::move(content);
+    if (::fstat(rd, &st) == 0 && readAll(rd, *content)) {
+        auto& slot = g_synced[st.st_ino];
+        resized = !slot || slot->size() != content->size();
+        slot = std::move(content);
+        g_cut.erase(st.st_ino);
+    }
     ::close(rd);
+    return resized;
 }
 
 void walk(const std::string& rel, std::map<std::string, Durable>& out) {
@@ -102,8 +136,17 @@ void walk(const std::string& rel, std::map<std::string, Durable>& out) {
             const ssize_t n = ::readlink((g_backing + path).c_str(), buf, sizeof buf);
             if (n > 0) d.link.assign(buf, static_cast<std::size_t>(n));
         } else if (S_ISREG(st.st_mode)) {
-            const auto it = g_synced.find(st.st_ino);
-            if (it != g_synced.end()) d.data = it->second;
+            auto& synced = g_synced[st.st_ino];
+            // A cut since the last sync becomes durable with this commit.
+            if (const auto cut = g_cut.find(st.st_ino); cut != g_cut.end()) {
+                if (synced && cut->second < synced->size()) {
+                    synced = std::make_shared<std::string>(synced->substr(0, cut->second));
+                }
+                g_cut.erase(cut);
+            }
+            d.data = synced;
+            d.ino = st.st_ino;
+            d.gen = generation(st.st_ino);
         }
         out[path] = d;
         if (S_ISDIR(st.st_mode)) walk(path, out);
@@ -121,40 +164,65 @@ void syncNames() {
 /// A file just created: nothing of it is on the disk yet (its inode number may be a reused one).
 void created(const char* path) {
     struct stat st {};
-    if (::lstat(real(path).c_str(), &st) == 0) g_synced.erase(st.st_ino);
+    if (::lstat(real(path).c_str(), &st) == 0) {
+        g_synced.erase(st.st_ino);
+        g_cut.erase(st.st_ino);
+        ++g_gen[st.st_ino];
+    }
 }
 
-/// The power cut: the backing directory becomes what the disk holds.
-std::size_t restoreDurable() {
+/// fd's file was cut to size.
+void cut(int fd, std::size_t size) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return;
+    const auto it = g_cut.find(st.st_ino);
+    g_cut[st.st_ino] = it == g_cut.end() ? size : std::min(it->second, size);
+}
+
+/// The power cut: the backing directory becomes what the disk holds. Counts the names kept and
+/// the steps that failed.
+void restoreDurable(std::size_t& kept, std::size_t& failed) {
     std::error_code ec;
     for (const auto& entry : std::filesystem::directory_iterator(g_backing, ec)) {
         std::filesystem::remove_all(entry.path(), ec);
+        if (ec) ++failed;
     }
-    std::size_t kept = 0;
+    if (ec) ++failed;
     for (const auto& [path, d] : g_names) {
         const std::string target = g_backing + path;
+        bool ok = true;
         if (S_ISDIR(d.mode)) {
-            ::mkdir(target.c_str(), d.mode & 07777);
+            ok = ::mkdir(target.c_str(), d.mode & 07777) == 0;
         } else if (S_ISLNK(d.mode)) {
-            if (::symlink(d.link.c_str(), target.c_str()) != 0) continue;
+            ok = ::symlink(d.link.c_str(), target.c_str()) == 0;
         } else if (S_ISREG(d.mode)) {
+            // The same file's latest sync, if it came after the commit (fdatasync of an
+            // overwrite commits no names but makes the content durable).
+            Content data = d.data;
+            if (generation(d.ino) == d.gen) {
+                if (const auto it = g_synced.find(d.ino); it != g_synced.end() && it->second) data = it->second;
+            }
             const int fd = ::open(target.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, d.mode & 07777);
-            if (fd < 0) continue;
-            if (d.data) {
+            ok = fd >= 0;
+            if (ok && data) {
                 std::size_t done = 0;
-                while (done < d.data->size()) {
-                    const ssize_t n = ::write(fd, d.data->data() + done, d.data->size() - done);
-                    if (n <= 0) break;
-                    done += static_cast<std::size_t>(n);
+                while (ok && done < data->size()) {
+                    const ssize_t n = ::write(fd, data->data() + done, data->size() - done);
+                    ok = n > 0;
+                    if (ok) done += static_cast<std::size_t>(n);
                 }
             }
-            ::close(fd);
+            if (fd >= 0) ::close(fd);
         } else {
             continue;  // sockets and fifos do not outlive a boot
         }
-        ++kept;
+        if (ok) {
+            ++kept;
+        } else {
+            std::fprintf(stderr, "edge_lazyfs: cannot restore %s: %s\n", path.c_str(), std::strerror(errno));
+            ++failed;
+        }
     }
-    return kept;
 }
 
 void* init(fuse_conn_info*, fuse_config* cfg) {
@@ -214,8 +282,12 @@ int chownOp(const char* path, uid_t uid, gid_t gid, fuse_file_info* fi) {
 }
 
 int truncateOp(const char* path, off_t size, fuse_file_info* fi) {
-    if (fi != nullptr) return err(::ftruncate(static_cast<int>(fi->fh), size));
-    return err(::truncate(real(path).c_str(), size));
+    const int fd = fi != nullptr ? static_cast<int>(fi->fh) : ::open(real(path).c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    const int rc = err(::ftruncate(fd, size));
+    if (rc == 0) cut(fd, static_cast<std::size_t>(size));
+    if (fi == nullptr) ::close(fd);
+    return rc;
 }
 
 int utimensOp(const char* path, const struct timespec ts[2], fuse_file_info* fi) {
@@ -227,6 +299,7 @@ int openOp(const char* path, fuse_file_info* fi) {
     const int fd = ::open(real(path).c_str(), (fi->flags & ~O_DIRECT) | O_CLOEXEC);
     if (fd < 0) return -errno;
     fi->fh = static_cast<uint64_t>(fd);
+    if ((fi->flags & O_TRUNC) != 0) cut(fd, 0);
     return 0;
 }
 
@@ -256,9 +329,9 @@ int releaseOp(const char*, fuse_file_info* fi) {
     return 0;
 }
 
-int fsyncOp(const char*, int, fuse_file_info* fi) {
-    syncData(static_cast<int>(fi->fh));
-    syncNames();
+int fsyncOp(const char*, int datasync, fuse_file_info* fi) {
+    const bool resized = syncData(static_cast<int>(fi->fh));
+    if (datasync == 0 || resized) syncNames();  // a journal commit
     return 0;
 }
 
@@ -284,10 +357,6 @@ int fallocateOp(const char*, int mode, off_t off, off_t len, fuse_file_info* fi)
     return err(::fallocate(static_cast<int>(fi->fh), mode, off, len));
 }
 
-void onPowerCut(int) {
-    g_power_cut = 1;
-    if (g_session != nullptr) fuse_session_exit(g_session);
-}
 
 }  // namespace
 
@@ -339,6 +408,13 @@ int main(int argc, char** argv) {
     ops.utimens = utimensOp;
     ops.fallocate = fallocateOp;
 
+    // The signals are taken by a thread with sigwait, not by handlers: a handler can run just
+    // before the loop blocks in read() on /dev/fuse, and the loop would sleep through it.
+    sigset_t signals;
+    sigemptyset(&signals);
+    for (const int sig : {SIGUSR1, SIGTERM, SIGINT, SIGHUP}) sigaddset(&signals, sig);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
     char* fuse_argv[] = {argv[0], nullptr};
     fuse_args args = FUSE_ARGS_INIT(1, fuse_argv);
     fuse* fs = fuse_new(&args, &ops, sizeof ops, nullptr);
@@ -348,28 +424,34 @@ int main(int argc, char** argv) {
         fuse_destroy(fs);
         return 1;
     }
-    g_session = fuse_get_session(fs);
-    fuse_set_signal_handlers(g_session);
-    struct sigaction sa {};
-    sa.sa_handler = onPowerCut;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0;  // no SA_RESTART: the blocking read of /dev/fuse must return
-    sigaction(SIGUSR1, &sa, nullptr);
+    fuse_session* session = fuse_get_session(fs);
+    const std::string mountpoint = argv[2];
+    std::atomic<bool> signalled{false};
+    std::thread waiter([&] {
+        int sig = 0;
+        sigwait(&signals, &sig);
+        signalled = true;
+        g_power_cut = sig == SIGUSR1;
+        fuse_session_exit(session);
+        // Wake the loop if it is blocked reading the next request: one more request.
+        struct stat st {};
+        ::stat(mountpoint.c_str(), &st);
+    });
     std::printf("ready\n");
     std::fflush(stdout);
 
-    const int rc = fuse_loop(fs);
-    fuse_remove_signal_handlers(g_session);
-    fuse_unmount(fs);
+    fuse_loop(fs);
+    // Unmounted from outside: release the waiter (as a clean stop).
+    if (!signalled) pthread_kill(waiter.native_handle(), SIGHUP);
+    fuse_unmount(fs);  // closes the connection: the waiter's stat returns if still pending
+    waiter.join();
     fuse_destroy(fs);
-    if (g_power_cut != 0) {
-        const auto kept = restoreDurable();
+    if (g_power_cut) {
+        std::size_t kept = 0, failed = 0;
+        restoreDurable(kept, failed);
         std::printf("power cut: %zu names kept\n", kept);
         std::fflush(stdout);
-        return 0;
+        return failed == 0 ? 0 : 1;
     }
-    // Stopped by SIGTERM or SIGINT (libfuse reports the signal as the loop's result): a clean
-    // unmount, everything kept.
-    (void)rc;
-    return 0;
+    return 0;  // SIGTERM, SIGINT or SIGHUP: a clean unmount, everything kept
 }
