@@ -476,7 +476,7 @@ TEST_CASE("OTA: with firmware.health_broker_timeout, a new slot that cannot reac
     fleet.broker.start();
 }
 
-TEST_CASE("OTA: SIGKILL at random instants of download, model switch, slot write and reboot never leaves a bad device",
+TEST_CASE("OTA: SIGKILL and power cuts at random instants of download, model switch, slot write and reboot never leave a bad device",
           "[integration][ota][crash]") {
     test::FleetHarness fleet;
     test::TestPki pki;
@@ -490,69 +490,94 @@ TEST_CASE("OTA: SIGKILL at random instants of download, model switch, slot write
                                                      rootfsItem("3.0.0", image_sha) + detectorItem("8", model_sha, "0.9")));
     fleet.startControlPlane();
 
-    const std::string id = "edge-1";
-    const auto state = fleet.dir / "state" / id;
-    std::filesystem::create_directories(state);
-    test::writeFile(state / "slot-a.img", "factory image A");
-    // The image is streamed into slot B with a checkpoint every 4 MiB: kills during the stream
-    // resume from the last one.
-    configureOta(fleet, id, artifacts_port, pki, "  checkpoint_bytes: 4194304\n");
-    bootloader(fleet, id);
+    // edge-1 is killed (a crash: its page cache survives); edge-2's whole state directory is on
+    // edge_lazyfs and each kill also cuts the power, dropping what edged had not synced, and
+    // the bootloader runs at every power-on.
+    std::filesystem::create_directories(fleet.dir / "disk-edge-2");
+    test::writeFile(fleet.dir / "disk-edge-2/slot-a.img", "factory image A");  // on the disk before power-on
+    test::LazyFs edge2_fs(fleet.dir / "disk-edge-2", fleet.dir / "state/edge-2", fleet.dir / "lazyfs-edge-2.log");
+    std::filesystem::create_directories(fleet.dir / "state/edge-1");
+    test::writeFile(fleet.dir / "state/edge-1/slot-a.img", "factory image A");
+    for (const std::string id : {"edge-1", "edge-2"}) {
+        // The image is streamed into slot B with a checkpoint every 4 MiB: kills during the
+        // stream resume from the last one.
+        configureOta(fleet, id, artifacts_port, pki, "  checkpoint_bytes: 4194304\n");
+        bootloader(fleet, id);
+    }
 
-    // Kill edged after a pseudo-random delay, again and again; when it asked for a reboot, the
-    // kill is the reboot and the bootloader runs. Deterministic seed: the same delays each run.
-    std::uint32_t seed = 12345;
-    std::size_t seen_reboots = 0;
-    int kills = 0;
-    bool committed = false;
-    for (int round = 0; round < 60 && !committed; ++round) {
-        fleet.startDevice(id);
-        seed = seed * 1103515245u + 12345u;
-        const auto delay = std::chrono::milliseconds(5 + (seed >> 8) % 120);
-        const auto until = std::chrono::steady_clock::now() + delay;
-        while (std::chrono::steady_clock::now() < until) {
-            if (firmwareState(getJson(fleet, id, "/v1/ota")) == "committed") {
-                committed = true;
-                break;
+    const auto run = [&](const std::string& id, bool power_cut) {
+        const auto state = fleet.dir / "state" / id;
+        // Kill edged after a pseudo-random delay, again and again; when it asked for a reboot,
+        // or the power went, the bootloader runs. Deterministic seed: the same delays each run.
+        std::uint32_t seed = 12345;
+        std::size_t seen_reboots = 0;
+        int kills = 0;
+        std::string final_state;
+        const auto settled = [&] {
+            final_state = firmwareState(getJson(fleet, id, "/v1/ota"));
+            return final_state == "committed" || final_state == "failed";
+        };
+        for (int round = 0; round < 60 && !settled(); ++round) {
+            fleet.startDevice(id);
+            seed = seed * 1103515245u + 12345u;
+            const auto delay = std::chrono::milliseconds(5 + (seed >> 8) % 120);
+            const auto until = std::chrono::steady_clock::now() + delay;
+            bool done = false;
+            while (!done && std::chrono::steady_clock::now() < until) {
+                done = settled();
+                if (!done) std::this_thread::sleep_for(5ms);
             }
-            std::this_thread::sleep_for(5ms);
-        }
-        if (committed) break;
-        fleet.killDevice(id);
-        ++kills;
-        // A power cut at any time: the model link is whole or absent, never a partial file.
-        const auto link = state / "models/current/detector";
-        if (std::filesystem::exists(link)) CHECK(test::readFile(link) == model);
-        if (reboots(fleet, id) > seen_reboots) {
-            seen_reboots = reboots(fleet, id);
-            bootloader(fleet, id);
-        }
-    }
-    if (!committed) {
-        // Let it finish undisturbed (the last kill may have been a reboot request).
-        fleet.startDevice(id);
-        for (int i = 0; i < 5 && !committed; ++i) {
-            committed = test::waitUntil(
-                [&] { return firmwareState(getJson(fleet, id, "/v1/ota")) == "committed"; }, 10s);
-            if (!committed && reboots(fleet, id) > seen_reboots) {
+            if (done) break;
+            fleet.killDevice(id);
+            if (power_cut) edge2_fs.powerCut();
+            ++kills;
+            // At any instant: the model link is whole or absent, never a partial file.
+            const auto link = state / "models/current/detector";
+            if (std::filesystem::exists(link)) CHECK(test::readFile(link) == model);
+            if (power_cut || reboots(fleet, id) > seen_reboots) {
                 seen_reboots = reboots(fleet, id);
-                fleet.killDevice(id);
                 bootloader(fleet, id);
-                fleet.startDevice(id);
             }
         }
-    }
-    INFO("kills: " << kills << ", reboots: " << seen_reboots);
-    REQUIRE(committed);
-    CHECK(kills >= 3);  // how many land before the commit depends on the machine's speed
-    const auto ota = getJson(fleet, id, "/v1/ota");
-    INFO(ota.dump());
-    CHECK(ota["firmware"]["current_version"] == "3.0.0");
-    CHECK(ota["domains"]["models"] == "done");
-    CHECK(test::readFile(state / "slot-b.img").substr(0, image.size()) == image);
-    CHECK(test::readFile(state / "models/current/detector") == model);
-    CHECK(test::readFile(state / "bootenv").find("BOOT_ORDER=B A") != std::string::npos);
-    CHECK(test::readFile(state / "booted").find('B') != std::string::npos);
+        if (!settled()) {
+            // Let it finish undisturbed (the last kill may have been a reboot request).
+            fleet.startDevice(id);
+            for (int i = 0; i < 5 && !settled(); ++i) {
+                if (test::waitUntil(settled, 10s)) break;
+                if (reboots(fleet, id) > seen_reboots) {
+                    seen_reboots = reboots(fleet, id);
+                    fleet.killDevice(id);
+                    bootloader(fleet, id);
+                    fleet.startDevice(id);
+                }
+            }
+        }
+        const auto ota = getJson(fleet, id, "/v1/ota");
+        INFO(id << (power_cut ? " (power cuts)" : " (crashes)") << ": kills " << kills << ", reboots " << seen_reboots
+                << "\n" << ota.dump());
+        REQUIRE((final_state == "committed" || final_state == "failed"));
+        CHECK(kills >= 3);  // how many land before the end depends on the machine's speed
+        CHECK(ota["domains"]["models"] == "done");
+        CHECK(test::readFile(state / "models/current/detector") == model);
+        if (final_state == "committed") {
+            CHECK(ota["firmware"]["current_version"] == "3.0.0");
+            CHECK(test::readFile(state / "slot-b.img").substr(0, image.size()) == image);
+            CHECK(test::readFile(state / "bootenv").find("BOOT_ORDER=B A") != std::string::npos);
+            CHECK(test::readFile(state / "booted").find('B') != std::string::npos);
+        } else {
+            // Only a power cut after the trial boot may end here (RAUC's trade-off): back on A.
+            CHECK(power_cut);
+            CHECK_FALSE(ota["firmware"]["reason"].get<std::string>().empty());
+            CHECK(test::readFile(state / "booted").find('A') != std::string::npos);
+            CHECK(test::readFile(state / "bootenv").find("BOOT_ORDER=A") != std::string::npos);
+            CHECK(test::readFile(state / "slot-a.img") == "factory image A");
+        }
+        fleet.killDevice(id);
+        return kills;
+    };
+    run("edge-1", false);
+    const int cuts = run("edge-2", true);
+    CHECK(edge2_fs.powerCuts() == cuts);
 }
 
 TEST_CASE("OTA: a bundle's policies and its zstd-compressed model switch together, across a restart",
