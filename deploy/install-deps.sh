@@ -22,6 +22,7 @@ PACKAGES=(
   # deploy/boot/uboot/ab-select.cmd in U-Boot itself.
   libubootenv-tool qemu-system-arm u-boot-qemu u-boot-tools
   # libfuse3: tests/tools/lazyfs.cpp, a file system that loses unsynced writes at a power cut.
+  # (fuse3 replaces the older fuse package where that is installed.)
   libfuse3-dev fuse3
 )
 

@@ -154,6 +154,12 @@ Status Updater::afterBoot(const HealthCheck& health) {
                                     slotName(target), slotName(booted));
                 });
             } else {
+                // The old slot booted again before the trial boot, and the bootloader spent one
+                // of its attempts: give them back (as every boot does in a final state), then arm
+                // the trial and reboot again. Otherwise reboots or power cuts here would drain it.
+                if (auto armed = boot_->markGood(booted); !armed) {
+                    return fail(std::move(armed.error()).wrap("firmware update after boot"));
+                }
                 st = resume();  // armed but not yet booted, or not armed yet: arm and reboot again
             }
             break;
@@ -177,11 +183,16 @@ Status Updater::afterBoot(const HealthCheck& health) {
                     rec.reason = fmt::format("running from slot {} while installing into it",
                                              slotName(booted));
                 });
-            } else if (r.state == UpdateState::kInstalling && !r.image_url.empty()) {
+            } else {
+                // The bootloader spent one of the running slot's attempts on this boot: give them
+                // back, and keep the target unbootable, as Installing's entry action does. A long
+                // install through many reboots or power cuts must never drain both slots.
+                if (auto armed = boot_->fallBack(target); !armed) {
+                    return fail(std::move(armed.error()).wrap("firmware update after boot"));
+                }
                 // A streamed install goes on only when the plan still asks for that image
                 // (continueInstall), not before: a newer bundle may want another one, or none.
-                return {};
-            } else {
+                if (r.state == UpdateState::kInstalling && !r.image_url.empty()) return {};
                 st = resume();
             }
             break;

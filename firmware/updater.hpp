@@ -19,10 +19,16 @@
 //
 // afterBoot() looks at the booted slot to decide how to continue after any restart:
 //   Rebooting  + booted target                     -> BootedNew (Verifying)
-//   Rebooting  + booted old, target armed, unused  -> Resume (the reboot never happened)
+//   Rebooting  + booted old, target armed, unused  -> markGood(old), Resume (the reboot never
+//                                                     happened)
 //   Rebooting  + booted old, target armed, used up -> BootedOld: "slot B did not boot"
-//   Rebooting  + booted old, target not armed      -> Resume (crashed before tryOnce)
-//   Installing, streamed, booted old               -> nothing: continueInstall() goes on
+//   Rebooting  + booted old, target not armed      -> markGood(old), Resume (crashed before
+//                                                     tryOnce)
+//   Installing, streamed, booted old               -> fallBack(target) only: continueInstall()
+//                                                     goes on
+//   Installing / Installed, booted old             -> fallBack(target), Resume
+//   (the markGood/fallBack give the running slot back the attempt the bootloader just took:
+//   reboots or power cuts before the update moves on never drain it)
 //   Verifying / Committing + booted old            -> BootedOld (RollingBack)
 //   any other non-final state                      -> Resume (re-run the entry action)
 //   final states                                   -> markGood(booted slot), as RAUC's

@@ -1,6 +1,7 @@
 // edge_lazyfs (tests/tools/lazyfs.cpp), the file system of the OTA power-cut tests: after a power
-// cut it holds what was synced and nothing else, with ext4's ordering (file contents as of their
-// last fsync; names and sizes as of the last journal commit).
+// cut it holds what was synced and nothing else, with the ordering of ext4 mounted with
+// noauto_da_alloc (file contents as of their last fsync; names and sizes as of the last journal
+// commit).
 #include <catch2/catch.hpp>
 #include <fcntl.h>
 #include <unistd.h>
@@ -59,7 +60,7 @@ TEST_CASE("edge_lazyfs: a power cut keeps what was synced and loses the rest", "
     // The disk as it came back (read straight from the backing directory).
     CHECK(test::readFile(disk / "synced.txt") == "SYNCED");
     // Rewritten in place (O_TRUNC) and never synced: the commit made the cut durable, not the
-    // new content (ext4's zero-length file).
+    // new content (ext4's zero-length file, with noauto_da_alloc).
     CHECK(test::readFile(disk / "old.txt").empty());
     // Its name was committed with the fsync of renamed.txt; its content never synced: empty, as
     // ext4 leaves a file whose data was never written back.

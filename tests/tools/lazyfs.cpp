@@ -2,7 +2,8 @@
 //
 // Every operation goes to a backing directory at once, so the programs on the mount see their
 // own writes (as they would through a page cache). Beside that, it keeps what a disk would hold
-// after a power cut, with ext4's ordering:
+// after a power cut, with the ordering of ext4 mounted with noauto_da_alloc (the default
+// auto_da_alloc also flushes a rewrite or rename-over before the next commit: this is stricter):
 //   - a file's content as of its last fsync or fdatasync (empty, for a file whose name is on the
 //     disk but whose content was never synced);
 //   - the names (creations, renames, deletions, directories) and file sizes as of the last
@@ -11,13 +12,14 @@
 //     A file cut (truncate, O_TRUNC) before that commit comes back cut, whatever was written
 //     after the cut and not synced: the zero-length file of a rewrite that was never synced.
 // SIGUSR1 is the power cut: the file system stops serving, is unmounted, and the backing
-// directory is rewritten to that durable state, as the disk would come back. SIGTERM or SIGINT
-// unmount cleanly (everything is kept, as an orderly shutdown flushes).
+// directory is rewritten to that durable state, as the disk would come back. SIGTERM, SIGINT or
+// SIGHUP unmount cleanly (everything is kept, as an orderly shutdown flushes).
 // Not modelled: writes torn within a file (any subset of unsynced pages reaching the disk), and
 // hard links (they come back as separate copies).
 //
 // Usage: edge_lazyfs BACKING MOUNTPOINT
-// Runs in the foreground, single-threaded; prints "ready" once mounted and, after a power cut,
+// Runs in the foreground (a single-threaded FUSE loop, and a thread that waits for the signals);
+// prints "ready" once mounted and, after a power cut,
 // "power cut: N names kept" once the backing directory holds the durable state (exit 0; 1 when
 // the durable state could not be written back whole).
 // Test tool only (tests/integration/ota_test.cpp); needs /dev/fuse and the right to mount.
@@ -29,15 +31,14 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <csignal>
 #include <cstdio>
 #include <cstdint>
 #include <cstring>
@@ -414,6 +415,11 @@ int main(int argc, char** argv) {
     sigemptyset(&signals);
     for (const int sig : {SIGUSR1, SIGTERM, SIGINT, SIGHUP}) sigaddset(&signals, sig);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    // A test that dies without cleaning up (an abort, a timeout) stops this too, cleanly: no
+    // mount is left behind.
+    const pid_t parent = ::getppid();
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != parent) return 1;
 
     char* fuse_argv[] = {argv[0], nullptr};
     fuse_args args = FUSE_ARGS_INIT(1, fuse_argv);

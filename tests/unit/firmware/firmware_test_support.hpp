@@ -177,8 +177,8 @@ private:
 };
 
 /// The device's boot environment and its bootloader. The default is the file backend with its
-/// simulated bootloader; grub_script_test.cpp plays GRUB (grub-editenv and grub-emu running
-/// deploy/boot/grub/ab-select.cfg). Errors, not Catch assertions: forked children use it.
+/// simulated bootloader; grub_rig.hpp plays GRUB (grub-editenv and grub-emu running
+/// deploy/boot/grub/ab-select.cfg), uboot_rig.hpp U-Boot (QEMU running ab-select.cmd). Errors, not Catch assertions: forked children use it.
 struct BootRig {
     virtual ~BootRig() = default;
     /// The BootControl the daemon uses on this environment.

@@ -1,21 +1,18 @@
 #pragma once
 // GRUB as a test device's bootloader (test::BootRig): the daemon's side is the real
 // GrubBootControl (grub-editenv); each boot runs GRUB itself (grub-emu) on the shipped
-// deploy/boot/grub/ab-select.cfg. Used by grub_script_test.cpp and update_crash_test.cpp.
-#include <catch2/catch.hpp>
-
+// deploy/boot/grub/ab-select.cfg. Used by grub_script_test.cpp, update_crash_test.cpp and
+// tests/integration/ota_test.cpp.
 #include <fmt/format.h>
 
 #include <filesystem>
 #include <memory>
-#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "firmware/errors.hpp"
 #include "firmware/grub/grub_boot_control.hpp"
-#include "shared/core/clock.hpp"
 #include "shared/core/fs.hpp"
 #include "tests/support/process.hpp"
 #include "tests/unit/firmware/firmware_test_support.hpp"

@@ -8,8 +8,6 @@
 // the device with GRUB as its bootloader too.
 #include <catch2/catch.hpp>
 
-#include <fmt/format.h>
-
 #include <string>
 #include <vector>
 

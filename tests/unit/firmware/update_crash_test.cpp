@@ -1,5 +1,5 @@
 // Crash tests in the Mender style: a forked child runs the daemon through a whole update (start,
-// reboots played by the simulated bootloader, afterBoot) and exits abruptly right after the k-th
+// reboots played by the simulated bootloader or by GRUB, afterBoot) and exits abruptly right after the k-th
 // persisted transition, after the m-th boot-control write, or at a byte offset of the slot
 // write; each both for an image installed from a file and for one streamed into the slot. The parent then restarts the device — either just the daemon, or a power cycle through
 // the bootloader — and checks where it ends: on a bootable, good, fully armed slot, in a final

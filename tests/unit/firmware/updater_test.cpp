@@ -583,4 +583,41 @@ TEST_CASE("Updater: a streamed image no bundle asks for any more is aborted, nev
     checkBackOnOldSlot(dev, settle(dev, true));
 }
 
+TEST_CASE("Updater: reboots before an update moves on give the running slot back its attempts",
+          "[firmware]") {
+    // Found by the power-cut test: every boot takes an attempt from the slot it boots, and a
+    // daemon that waits (a streamed install waits for the plan) must give it back at once, or a
+    // few reboots in a row drain the running slot while the target is unbootable.
+    TempDir tmp;
+    Device dev(tmp.path());
+    dev.stream = true;
+    settle(dev, true);
+    const auto img = dev.image("BOOTS-OK", "2.0");
+    // The streamed install dies half-way (the child), leaving the update Installing.
+    test::CrashPlan plan;
+    plan.at_byte = 30'000;
+    REQUIRE(test::inChild([&] { return test::startUpdate(dev, img, &plan) ? 0 : 1; }) == test::kCrashedExit);
+    CHECK(test::recordOf(dev).state == UpdateState::kInstalling);
+    for (int boot = 0; boot < 6; ++boot) {
+        CAPTURE(boot);
+        auto slot = dev.rig->boot();  // power on: the bootloader takes one of A's attempts
+        INFO(what(slot));
+        REQUIRE(slot);
+        CHECK(*slot == Slot::kA);
+        // The daemon starts; the plan has not asked for the image again yet.
+        auto reboots = test::withDaemon(dev, nullptr, [&](Updater& u) { return u.afterBoot(dev.health()); });
+        INFO(what(reboots));
+        REQUIRE(reboots);
+        const auto st = test::bootStateOf(dev);
+        CHECK(st.primary() == Slot::kA);
+        CHECK(st.attemptsLeft(Slot::kA) == kDefaultMaxAttempts);
+        CHECK(st.attemptsLeft(Slot::kB) == 0);
+    }
+    CHECK(test::recordOf(dev).state == UpdateState::kInstalling);
+
+    // The plan asks for the image again: the install goes on from its checkpoint and commits.
+    settle(dev, true);
+    REQUIRE(test::recordOf(dev).state == UpdateState::kCommitted);
+}
+
 }  // namespace edge::firmware
