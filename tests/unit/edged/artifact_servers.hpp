@@ -20,6 +20,7 @@
 #include "controlplane/artifact_store.hpp"
 #include "shared/http/beast/beast_server.hpp"
 #include "shared/loop/asio/asio_event_loop.hpp"
+#include "tests/support/loop_thread.hpp"
 #include "tests/support/ports.hpp"
 #include "tests/support/test_pki.hpp"
 
@@ -38,7 +39,7 @@ struct StoreRig {
     std::atomic<bool> ignore_range{false};
     int port = 0;
     int tls_port = 0;
-    std::thread thread;
+    test::LoopThread runner{loop};
 
     explicit StoreRig(controlplane::ArtifactStore& s, const TestPki* pki = nullptr)
         : store(s), server(loop, [this](const http::Request& r) {
@@ -60,16 +61,9 @@ struct StoreRig {
             REQUIRE(tls);
             tls_port = *tls;
         }
-        thread = std::thread([this] { loop.run(); });
-        std::promise<void> running;
-        loop.post([&] { running.set_value(); });
-        running.get_future().wait();
+        runner.start();
     }
-    ~StoreRig() {
-        loop.post([this] { server.stop(); });
-        loop.stop();
-        thread.join();
-    }
+    ~StoreRig() { runner.stop([this] { server.stop(); }); }
     std::string url(std::string_view digest) const {
         return "http://127.0.0.1:" + std::to_string(port) + "/v1/artifacts/" + std::string(digest);
     }

@@ -78,6 +78,12 @@ public:
     [[nodiscard]] std::vector<std::string> setenv() const {
         return {tools_.setenv, "-c", (dir_ / "fw_env.config").string()};
     }
+    /// `fw_printenv -n var` on the flash: the value and a newline ("\n" when unset).
+    [[nodiscard]] std::string print(const std::string& var) const {
+        auto argv = printenv();
+        argv.insert(argv.end(), {"-n", var});
+        return edge::test::runCommand(argv).out;
+    }
 
     std::unique_ptr<BootControl> control() override {
         UBootConfig config;

@@ -12,6 +12,7 @@
 
 #include "shared/http/beast/beast_server.hpp"
 #include "shared/loop/asio/asio_event_loop.hpp"
+#include "tests/support/loop_thread.hpp"
 #include "tests/support/temp_dir.hpp"
 
 using namespace edge;
@@ -31,7 +32,7 @@ struct ServerRig {
     std::thread::id handler_thread;
     http::BeastHttpServer server;
     int port = 0;
-    std::thread thread;
+    test::LoopThread runner{loop};
 
     explicit ServerRig(const RigConfig& config = {})
         : server(
@@ -57,17 +58,10 @@ struct ServerRig {
             INFO((listening ? "" : listening.error().what()));
             REQUIRE(listening);
         }
-        thread = std::thread([this] { loop.run(); });
-        // AsioEventLoop::run() restarts the io_context, so a stop() that came before it would be
-        // lost: wait until the loop runs.
-        std::promise<void> running;
-        loop.post([&] { running.set_value(); });
-        running.get_future().wait();
+        runner.start();
     }
     ~ServerRig() {
-        loop.post([this] { server.stop(); });
-        loop.stop();
-        thread.join();
+        runner.stop([this] { server.stop(); });
     }
     std::string url(std::string_view path) const {
         return "http://127.0.0.1:" + std::to_string(port) + std::string(path);
@@ -141,7 +135,7 @@ TEST_CASE("BeastHttpServer: requests reach the handler on the loop thread with p
     REQUIRE(res);
     CHECK(res->status == 200);
     CHECK(res->body == "POST payload hi there");
-    CHECK(rig.handler_thread == rig.thread.get_id());
+    CHECK(rig.handler_thread == rig.runner.id());
 }
 
 TEST_CASE("BeastHttpServer: bad requests get status codes, never a crash", "[http]") {
@@ -186,7 +180,7 @@ TEST_CASE(
     CHECK(res->status == 200);
     CHECK(res->content_type == "text/plain");
     CHECK(res->body == "POST payload hi there");
-    CHECK(rig.handler_thread == rig.thread.get_id());
+    CHECK(rig.handler_thread == rig.runner.id());
 
     auto get = http::requestUnix(dir / "edge.sock", "GET", "/echo");
     REQUIRE(get);

@@ -18,6 +18,7 @@
 
 #include "shared/http/beast/beast_server.hpp"
 #include "shared/loop/asio/asio_event_loop.hpp"
+#include "tests/support/loop_thread.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/test_pki.hpp"
 #include "tests/support/ports.hpp"
@@ -37,7 +38,7 @@ struct TlsRig {
     std::atomic<int> handled{0};
     int tls_port = 0;
     int plain_port = 0;
-    std::thread thread;
+    test::LoopThread runner{loop};
 
     TlsRig(const http::TlsServerOptions& tls, http::Handler handler)
         : server(loop, [this, handler = std::move(handler)](const http::Request& r) {
@@ -51,16 +52,9 @@ struct TlsRig {
         auto plain = server.listen("127.0.0.1", 0);
         REQUIRE(plain);
         plain_port = *plain;
-        thread = std::thread([this] { loop.run(); });
-        std::promise<void> running;
-        loop.post([&] { running.set_value(); });
-        running.get_future().wait();
+        runner.start();
     }
-    ~TlsRig() {
-        loop.post([this] { server.stop(); });
-        loop.stop();
-        thread.join();
-    }
+    ~TlsRig() { runner.stop([this] { server.stop(); }); }
     std::string https(std::string_view path) const {
         return "https://127.0.0.1:" + std::to_string(tls_port) + std::string(path);
     }
