@@ -319,13 +319,22 @@ Status Updater::installStreamed(Slot target) {
             [[maybe_unused]] auto kept = out.checkpoint();
             return fail(std::move(streamed.error().error).wrap(what));
         }
-        clearCheckpoint();
         if (!streamed) {
+            clearCheckpoint();
             return failWith(UpdateEvent::kInstallFailed,
                             std::move(streamed.error().error).wrap(what));
         }
+        // The checkpoint stays until Installed is persisted: a crash or power cut while the
+        // slot is synced and checked (seconds for a large image) resumes from it, not from byte
+        // 0. One left behind by a crash right after is harmless: Start clears it, and only
+        // Installing reads it.
         auto done = (*slot)->finish(r.target.size, r.target.sha256, config_.verify_readback);
-        if (done) return machine_.fire(UpdateEvent::kInstallOk);
+        if (done) {
+            auto installed = machine_.fire(UpdateEvent::kInstallOk);
+            clearCheckpoint();
+            return installed;
+        }
+        clearCheckpoint();
         const bool bad_bytes = done.error().code() == FirmwareErrc::kDigest ||
                                done.error().code() == FirmwareErrc::kSize;
         if (resumed == 0 || !bad_bytes) {
