@@ -684,10 +684,15 @@ int simulateBoot(const EdgedConfig& cfg) {
     }
     firmware::FileBootControl boot(cfg.firmware->boot.env_file, cfg.firmware->boot.booted_file,
                                    cfg.firmware->boot.max_attempts);
-    auto slot = boot.simulateBoot();
+    bool reset = false;
+    auto slot = boot.simulateBoot(&reset);
     if (!slot) {
         std::cerr << "edged: bootloader: " << slot.error().what() << "\n";
         return 1;
+    }
+    if (reset) {
+        std::cout << "no slot had boot attempts left: the slots of the order got "
+                  << cfg.firmware->boot.max_attempts << " again\n";
     }
     std::cout << "booted slot " << firmware::slotName(*slot) << "\n";
     return 0;

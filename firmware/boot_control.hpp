@@ -5,7 +5,11 @@
 // The bootloader, on every boot, walks the order and boots the first slot with attempts left,
 // after decrementing that slot's count. The running system resets the count of its slot
 // (markGood) once it knows it is healthy. A slot that keeps crashing before that runs out of
-// attempts, and the bootloader moves on to the next slot in the order.
+// attempts, and the bootloader moves on to the next slot in the order. When every slot of the
+// order is at 0 (power cuts during boot, before the system could mark its slot good), the
+// bootloader gives them all their attempts back and boots the first (RAUC's reset). A slot
+// left out of the order is disabled, never booted, reset or not: fallBack takes a bad or
+// half-written slot out, tryOnce puts it back.
 //
 // Adapters: firmware/file/ (a key=value file, for development and tests, with a simulated
 // bootloader), firmware/uboot/ (fw_printenv/fw_setenv), firmware/grub/ (grub-editenv).
@@ -76,12 +80,13 @@ public:
     [[nodiscard]] virtual Status tryOnce(Slot slot) = 0;
 
     /// The (booted, healthy) slot becomes primary with the full attempts. The other slot keeps
-    /// its attempts and stays behind it as the fallback. Idempotent.
+    /// its attempts and stays behind it as the fallback when it is in the order with attempts
+    /// left; at 0 it leaves the order (it failed its boots). Idempotent.
     [[nodiscard]] virtual Status markGood(Slot slot) = 0;
 
-    /// The bad slot gets 0 attempts and moves behind the other slot, which becomes primary with
-    /// the full attempts: the caller asserts the other slot holds a good system. Also used to
-    /// make a slot unbootable before it is overwritten. Idempotent.
+    /// The bad slot gets 0 attempts and leaves the order; the other slot becomes the only one in
+    /// it, with the full attempts: the caller asserts the other slot holds a good system. Also
+    /// used to make a slot unbootable before it is overwritten. Idempotent.
     [[nodiscard]] virtual Status fallBack(Slot bad) = 0;
 };
 

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 
@@ -171,7 +172,13 @@ Status EnvBootControl::tryOnce(Slot slot) {
 Status EnvBootControl::markGood(Slot slot) {
     return change(
         [&](BootState& want) {
-            want.order = {slot, otherSlot(slot)};
+            // The other slot stays the fallback only while it is one: in the order, with attempts
+            // left. At 0 it failed its boots (or an older edged disabled it that way), and it
+            // leaves the order, so that the bootloader's reset never brings it back.
+            const Slot other = otherSlot(slot);
+            const bool fallback = std::ranges::find(want.order, other) != want.order.end() &&
+                                  want.attemptsLeft(other) > 0;
+            want.order = fallback ? std::vector{slot, other} : std::vector{slot};
             want.attempts_left[slotIndex(slot)] = max_attempts_;
         },
         fmt::format("mark slot {} good", slotName(slot)));
@@ -181,7 +188,7 @@ Status EnvBootControl::fallBack(Slot bad) {
     const Slot good = otherSlot(bad);
     return change(
         [&](BootState& want) {
-            want.order = {good, bad};
+            want.order = {good};
             want.attempts_left[slotIndex(good)] = max_attempts_;
             want.attempts_left[slotIndex(bad)] = 0;
         },

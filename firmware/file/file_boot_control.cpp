@@ -76,22 +76,32 @@ Result<Slot> FileBootControl::bootedSlot() {
     return *slot;
 }
 
-Result<Slot> FileBootControl::simulateBoot() {
+Result<Slot> FileBootControl::simulateBoot(bool* reset) {
     auto vars = readVars();
     if (!vars) return fail(std::move(vars.error()).wrap("simulated boot"));
     auto st = decode(*vars);
     if (!st) return fail(std::move(st.error()).wrap("simulated boot"));
-    const auto slot = st->nextBoot();
-    if (!slot) {
-        return fail(
-            FirmwareErrc::kNotBootable,
-            fmt::format("simulated boot: no slot has attempts left (order '{}', A {}, B {})",
-                        (*vars)[std::string(kBootOrderVar)], st->attemptsLeft(Slot::kA),
-                        st->attemptsLeft(Slot::kB)));
+    if (st->order.empty()) {
+        return fail(FirmwareErrc::kNotBootable,
+                    fmt::format("simulated boot: the boot order '{}' names no slot",
+                                (*vars)[std::string(kBootOrderVar)]));
     }
+    BootVarChanges writes;
+    auto slot = st->nextBoot();
+    if (!slot) {
+        // Every slot of the order used up its attempts (a slot left out of the order is
+        // disabled and stays so): all of them get their attempts back, and the first boots.
+        for (Slot s : st->order) {
+            st->attempts_left[slotIndex(s)] = max_attempts_;
+            writes.emplace_back(attemptsVar(s), std::to_string(max_attempts_));
+        }
+        slot = st->order.front();
+    }
+    if (reset != nullptr) *reset = !writes.empty();
     // Like RAUC's boot script: decrement before booting, so a crash during boot still counts.
-    const int left = st->attemptsLeft(*slot) - 1;
-    if (auto w = writeVars({{attemptsVar(*slot), std::to_string(left)}}); !w) {
+    // The file is replaced at once, so a reset and the count land together.
+    writes.emplace_back(attemptsVar(*slot), std::to_string(st->attemptsLeft(*slot) - 1));
+    if (auto w = writeVars(writes); !w) {
         return fail(std::move(w.error()).wrap("simulated boot"));
     }
     if (auto w = fs::writeFileAtomic(booted_file_, std::string(slotName(*slot)) + "\n"); !w) {

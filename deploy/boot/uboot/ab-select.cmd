@@ -24,8 +24,11 @@
 # forever, and another slot with attempts left boots uncounted; only when every slot with
 # attempts left is on its last one does the first of them boot uncounted (with
 # firmware.max_attempts 1 that can be a slot on trial, again and again: keep it at 2 or more).
-# When no slot has attempts left, the first slot of the order boots uncounted and nothing is
-# stored (a device must boot something; edged re-arms the slot it runs from).
+# A slot edged left out of BOOT_ORDER is disabled (a bad or half-written slot) and never booted.
+# When no slot of the order has attempts left (power cuts during boot, before edged gave its
+# slot them back), every slot of the order gets ab_max_attempts again, as RAUC's scripts do,
+# and the first boots, counted. Only when that cannot be stored, or the order names no slot,
+# does a slot boot uncounted (the first of the order, or A): a device must boot something.
 #
 # Only "A" and "B" are taken from BOOT_ORDER, and a count only as edged writes it (0 to 100);
 # any other value counts as no attempts left. The classic U-Boot shell (hush, as in Debian 12's
@@ -56,6 +59,8 @@ setenv ab_order
 setenv ab_max
 setenv ab_unstored
 setenv ab_stored
+setenv ab_pass
+setenv ab_reset
 
 if env exists ab_max_attempts; then ab_max=${ab_max_attempts}; else ab_max=3; fi
 if env exists BOOT_ORDER; then ab_order=${BOOT_ORDER}; else ab_order="A B"; fi
@@ -63,58 +68,74 @@ if env exists BOOT_ORDER; then ab_order=${BOOT_ORDER}; else ab_order="A B"; fi
 ab_slot=none
 ab_first=none
 ab_unstored=none
-for ab_s in ${ab_order}; do
-    ab_known=no
-    ab_left=none
-    if test ${ab_s} = A; then
-        ab_known=yes
-        if env exists BOOT_A_LEFT; then ab_left=${BOOT_A_LEFT}; else ab_left=${ab_max}; fi
+ab_reset=no
+for ab_pass in 1 2; do
+    if test ${ab_pass} = 2 -a ${ab_slot} = none -a ${ab_unstored} = none -a ${ab_first} != none; then
+        # Every slot of the order used up its attempts (power cuts during boot, before edged
+        # could give its slot them back): RAUC's reset. A slot left out of the order stays
+        # disabled. saveenv stores the reset with the count the next pass takes.
+        echo ab-select: no slot has boot attempts left: the slots of the order get ${ab_max} again
+        ab_reset=yes
+        for ab_s in ${ab_order}; do
+            if test ${ab_s} = A; then setenv BOOT_A_LEFT ${ab_max}; fi
+            if test ${ab_s} = B; then setenv BOOT_B_LEFT ${ab_max}; fi
+        done
     fi
-    if test ${ab_s} = B; then
-        ab_known=yes
-        if env exists BOOT_B_LEFT; then ab_left=${BOOT_B_LEFT}; else ab_left=${ab_max}; fi
-    fi
-    if test ${ab_known} = no; then
-        echo ab-select: BOOT_ORDER names ${ab_s}, not a slot: skipped
-    else
-        if test ${ab_first} = none; then ab_first=${ab_s}; fi
-        if test ${ab_slot} = none; then
-            # ab_less = ab_left - 1 for a count from 1 to 100, else none.
-            ab_less=none
-            ab_prev=0
-            for ab_n in 1 2 3 4 5 6 7 8 9; do
-                if test ${ab_n} = ${ab_left}; then ab_less=${ab_prev}; fi
-                ab_prev=${ab_n}
-            done
-            for ab_tens in 1 2 3 4 5 6 7 8 9; do
-                for ab_units in 0 1 2 3 4 5 6 7 8 9; do
-                    if test ${ab_tens}${ab_units} = ${ab_left}; then ab_less=${ab_prev}; fi
-                    ab_prev=${ab_tens}${ab_units}
-                done
-            done
-            if test 100 = ${ab_left}; then ab_less=99; fi
-            if test ${ab_less} != none; then
-                setenv BOOT_${ab_s}_LEFT ${ab_less}
-                ab_stored=no
-                if env exists ab_save; then
-                    if run ab_save; then ab_stored=yes; fi
-                else
-                    if saveenv; then ab_stored=yes; fi
-                fi
-                if test ${ab_stored} = yes; then
-                    ab_slot=${ab_s}
-                elif test ${ab_less} = 0; then
-                    echo ab-select: could not store BOOT_${ab_s}_LEFT: slot ${ab_s} was on its last attempt, skipped
-                    setenv BOOT_${ab_s}_LEFT ${ab_left}
-                    if test ${ab_unstored} = none; then ab_unstored=${ab_s}; fi
-                else
-                    echo ab-select: could not store BOOT_${ab_s}_LEFT: booting slot ${ab_s} uncounted
-                    ab_slot=${ab_s}
-                fi
-            elif test 0 != ${ab_left}; then
-                echo ab-select: BOOT_${ab_s}_LEFT is not a count: slot ${ab_s} skipped
+    if test ${ab_pass} = 1 -o ${ab_reset} = yes; then
+        for ab_s in ${ab_order}; do
+            ab_known=no
+            ab_left=none
+            if test ${ab_s} = A; then
+                ab_known=yes
+                if env exists BOOT_A_LEFT; then ab_left=${BOOT_A_LEFT}; else ab_left=${ab_max}; fi
             fi
-        fi
+            if test ${ab_s} = B; then
+                ab_known=yes
+                if env exists BOOT_B_LEFT; then ab_left=${BOOT_B_LEFT}; else ab_left=${ab_max}; fi
+            fi
+            if test ${ab_known} = no; then
+                echo ab-select: BOOT_ORDER names ${ab_s}, not a slot: skipped
+            else
+                if test ${ab_first} = none; then ab_first=${ab_s}; fi
+                if test ${ab_slot} = none; then
+                    # ab_less = ab_left - 1 for a count from 1 to 100, else none.
+                    ab_less=none
+                    ab_prev=0
+                    for ab_n in 1 2 3 4 5 6 7 8 9; do
+                        if test ${ab_n} = ${ab_left}; then ab_less=${ab_prev}; fi
+                        ab_prev=${ab_n}
+                    done
+                    for ab_tens in 1 2 3 4 5 6 7 8 9; do
+                        for ab_units in 0 1 2 3 4 5 6 7 8 9; do
+                            if test ${ab_tens}${ab_units} = ${ab_left}; then ab_less=${ab_prev}; fi
+                            ab_prev=${ab_tens}${ab_units}
+                        done
+                    done
+                    if test 100 = ${ab_left}; then ab_less=99; fi
+                    if test ${ab_less} != none; then
+                        setenv BOOT_${ab_s}_LEFT ${ab_less}
+                        ab_stored=no
+                        if env exists ab_save; then
+                            if run ab_save; then ab_stored=yes; fi
+                        else
+                            if saveenv; then ab_stored=yes; fi
+                        fi
+                        if test ${ab_stored} = yes; then
+                            ab_slot=${ab_s}
+                        elif test ${ab_less} = 0; then
+                            echo ab-select: could not store BOOT_${ab_s}_LEFT: slot ${ab_s} was on its last attempt, skipped
+                            setenv BOOT_${ab_s}_LEFT ${ab_left}
+                            if test ${ab_unstored} = none; then ab_unstored=${ab_s}; fi
+                        else
+                            echo ab-select: could not store BOOT_${ab_s}_LEFT: booting slot ${ab_s} uncounted
+                            ab_slot=${ab_s}
+                        fi
+                    elif test 0 != ${ab_left}; then
+                        echo ab-select: BOOT_${ab_s}_LEFT is not a count: slot ${ab_s} skipped
+                    fi
+                fi
+            fi
+        done
     fi
 done
 
@@ -124,7 +145,7 @@ if test ${ab_slot} = none -a ${ab_unstored} != none; then
 fi
 if test ${ab_slot} = none; then
     if test ${ab_first} = none; then ab_first=A; fi
-    echo ab-select: no slot has boot attempts left: booting slot ${ab_first}, the first in the order
+    echo ab-select: no slot can be booted counted: booting slot ${ab_first}, the first in the order, uncounted
     ab_slot=${ab_first}
 fi
 HUSH_NO_EVAL=0

@@ -140,15 +140,66 @@ TEST_CASE("BootControl: a slot that keeps failing runs out of attempts", "[firmw
     CHECK(boot(control) == Slot::kB);
     CHECK(boot(control) == Slot::kA);
     CHECK(stateOf(control).attemptsLeft(Slot::kB) == 0);
-    // And if A keeps failing too, nothing is bootable: the simulated bootloader says so and
-    // changes nothing.
+    // And if A keeps failing too (power cuts during boot, before the system could mark its slot
+    // good), every slot of the order gets its attempts back, and the first boots: RAUC's reset.
     CHECK(boot(control) == Slot::kA);
     CHECK(boot(control) == Slot::kA);
+    auto s = stateOf(control);
+    CHECK(s.attemptsLeft(Slot::kA) == 0);
+    CHECK(s.attemptsLeft(Slot::kB) == 0);
+    CHECK(boot(control) == Slot::kB);
+    s = stateOf(control);
+    CHECK(s.order == std::vector{Slot::kB, Slot::kA});
+    CHECK(s.attemptsLeft(Slot::kB) == 2);
+    CHECK(s.attemptsLeft(Slot::kA) == 3);
+}
+
+TEST_CASE("BootControl: a slot left out of the order is never booted, not even by the reset",
+          "[firmware]") {
+    TempDir tmp;
+    FileBootControl control(tmp / "env", tmp / "booted");
+    REQUIRE(boot(control) == Slot::kA);
+    REQUIRE(control.fallBack(Slot::kB));  // B is being written
+    for (int i = 0; i < 10; ++i) CHECK(boot(control) == Slot::kA);  // A never marks itself good
+    auto s = stateOf(control);
+    CHECK(s.order == std::vector{Slot::kA});
+    CHECK(s.attemptsLeft(Slot::kB) == 0);
+
+    // The order names no slot: nothing to boot, and nothing is changed.
+    writeFile(tmp / "env", "BOOT_ORDER=\nBOOT_A_LEFT=3\n");
     const auto before = readFile(tmp / "env");
     auto none = control.simulateBoot();
     REQUIRE_FALSE(none);
     CHECK(none.error().code() == FirmwareErrc::kNotBootable);
     CHECK(readFile(tmp / "env") == before);
+}
+
+TEST_CASE("BootControl: markGood keeps the other slot as fallback only while it has attempts",
+          "[firmware]") {
+    TempDir tmp;
+    FileBootControl control(tmp / "env", tmp / "booted");
+    SECTION("a fallback with attempts stays") {
+        writeFile(tmp / "env", "BOOT_ORDER=A B\nBOOT_A_LEFT=2\nBOOT_B_LEFT=3\n");
+        REQUIRE(boot(control) == Slot::kA);
+        REQUIRE(control.markGood(Slot::kA));
+        CHECK(stateOf(control).order == std::vector{Slot::kA, Slot::kB});
+    }
+    SECTION("a slot at 0 (failed its boots, or disabled by an older edged) leaves the order") {
+        writeFile(tmp / "env", "BOOT_ORDER=B A\nBOOT_A_LEFT=3\nBOOT_B_LEFT=0\n");
+        REQUIRE(boot(control) == Slot::kA);
+        REQUIRE(control.markGood(Slot::kA));
+        const auto s = stateOf(control);
+        CHECK(s.order == std::vector{Slot::kA});
+        CHECK(s.attemptsLeft(Slot::kA) == 3);
+        // ... so used-up counts on A never bring B back.
+        for (int i = 0; i < 7; ++i) CHECK(boot(control) == Slot::kA);
+    }
+    SECTION("a slot out of the order stays out") {
+        writeFile(tmp / "env", "BOOT_ORDER=A\nBOOT_A_LEFT=1\nBOOT_B_LEFT=3\n");
+        REQUIRE(boot(control) == Slot::kA);
+        REQUIRE(control.markGood(Slot::kA));
+        CHECK(stateOf(control).order == std::vector{Slot::kA});
+    }
 }
 
 TEST_CASE("BootControl: fallBack disarms the bad slot and re-arms the other", "[firmware]") {
@@ -159,7 +210,7 @@ TEST_CASE("BootControl: fallBack disarms the bad slot and re-arms the other", "[
     REQUIRE(boot(control) == Slot::kB);
     REQUIRE(control.fallBack(Slot::kB));
     auto s = stateOf(control);
-    CHECK(s.order == std::vector{Slot::kA, Slot::kB});
+    CHECK(s.order == std::vector{Slot::kA});
     CHECK(s.attemptsLeft(Slot::kA) == 3);
     CHECK(s.attemptsLeft(Slot::kB) == 0);
     REQUIRE(control.fallBack(Slot::kB));  // idempotent
@@ -241,10 +292,10 @@ TEST_CASE("UBootControl: reads and writes RAUC's variables with fw_printenv and 
     writeFile(fake.cmdline, "rauc.slot=B\n");
     writeFile(fake.log, "");
     REQUIRE(control.fallBack(Slot::kB));
-    CHECK(readFile(fake.log) == "BOOT_A_LEFT=3\nBOOT_ORDER=A B\n");
+    CHECK(readFile(fake.log) == "BOOT_A_LEFT=3\nBOOT_ORDER=A\n");
     s = stateOf(control);
     CHECK(s.booted == Slot::kB);
-    CHECK(s.order == std::vector{Slot::kA, Slot::kB});
+    CHECK(s.order == std::vector{Slot::kA});
     CHECK(s.attemptsLeft(Slot::kA) == 3);
     CHECK(s.attemptsLeft(Slot::kB) == 0);
 
@@ -318,7 +369,7 @@ TEST_CASE("UBootControl: works with Debian's fw_printenv and fw_setenv (libuboot
     REQUIRE(edge::test::runCommand({setenv, "-c", (tmp / "fw_env.config").string(), "BOOT_B_LEFT", "0"}).exit_code == 0);
     writeFile(tmp / "cmdline", "console=ttyS0 rauc.slot=B\n");
     markGoodThenFallBack(control);
-    CHECK(print("BOOT_ORDER") == "A B\n");
+    CHECK(print("BOOT_ORDER") == "A\n");
     CHECK(print("BOOT_B_LEFT") == "0\n");
 
     // A damaged block is an error, not the defaults.
@@ -379,7 +430,7 @@ esac
     writeFile(config.cmdline, "rauc.slot=B\n");
     markGoodThenFallBack(control);
     s = stateOf(control);
-    CHECK(s.order == std::vector{Slot::kA, Slot::kB});
+    CHECK(s.order == std::vector{Slot::kA});
     CHECK(s.attemptsLeft(Slot::kB) == 0);
 }
 

@@ -8,8 +8,8 @@
 // writes ("Flash buffer write timeout", a known QEMU/U-Boot mismatch; Debian's U-Boot is built
 // with CONFIG_SYS_FLASH_USE_BUFFER_WRITE), so saveenv fails inside QEMU. The board's ab_save
 // (the script's store command, saveenv by default) is therefore "echo AB_SAVED", QEMU runs on
-// a snapshot of the flash, and when U-Boot printed AB_SAVED the rig writes the count the script
-// set with fw_setenv, as saveenv would have. Every decision (which slot, which count, whether
+// a snapshot of the flash, and when U-Boot printed AB_SAVED the rig writes the counts the script
+// changed with fw_setenv, as saveenv would have. Every decision (which slot, which count, whether
 // to store) is U-Boot running the script.
 #include <catch2/catch.hpp>
 
@@ -126,18 +126,29 @@ public:
         output = *out;
         const auto at = output.rfind("AB_BOOT=");  // the last: the script's messages quote values
         if (at == std::string::npos) return fail(FirmwareErrc::kNotBootable, "U-Boot printed no slot: " + output);
-        const auto line = output.substr(at, output.find('\n', at) - at);
+        auto line = output.substr(at, output.find('\n', at) - at);
+        while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
         auto slot = parseSlot(line.substr(8, 1));
         if (!slot) return fail(FirmwareErrc::kNotBootable, "U-Boot chose no slot: " + line);
         if (output.find("AB_SAVED") != std::string::npos) {
-            // What saveenv would have stored (see the header): the count the script set.
-            const std::string key = fmt::format("{}=[", slotName(*slot));
-            const auto from = line.find(key);
-            const auto to = from == std::string::npos ? from : line.find(']', from);
-            if (to == std::string::npos) return fail(FirmwareErrc::kBootControl, "U-Boot printed no count: " + line);
-            auto set = setenv();
-            set.insert(set.end(), {attemptsVar(*slot), line.substr(from + key.size(), to - from - key.size())});
-            if (auto st = runTool(set); !st) return fail(st.error());
+            // What saveenv would have stored (see the header): the counts the script changed,
+            // the one it took and, after a reset, the other. Printed as A=[..] B=[..].
+            const auto a_at = line.find(" A=[");
+            const auto b_at = line.rfind("] B=[");
+            if (a_at == std::string::npos || b_at == std::string::npos || b_at < a_at || line.back() != ']') {
+                return fail(FirmwareErrc::kBootControl, "U-Boot printed no counts: " + line);
+            }
+            const std::pair<Slot, std::string> counts[] = {
+                {Slot::kA, line.substr(a_at + 4, b_at - a_at - 4)},
+                {Slot::kB, line.substr(b_at + 5, line.size() - b_at - 6)}};
+            for (const auto& [s, value] : counts) {
+                const auto var = attemptsVar(s);
+                if (print(var) == value + "\n") continue;
+                auto set = setenv();
+                set.push_back(var);
+                if (!value.empty()) set.push_back(value);  // empty: unset, as U-Boot holds it
+                if (auto st = runTool(set); !st) return fail(st.error());
+            }
         }
         if (auto st = booted(*slot); !st) return fail(st.error());
         return *slot;
