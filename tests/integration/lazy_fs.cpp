@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <vector>
 
 #include "tests/integration/fleet_harness.hpp"
 
@@ -26,8 +27,9 @@ std::size_t count(const std::string& text, const std::string& what) {
 
 }  // namespace
 
-LazyFs::LazyFs(std::filesystem::path backing, std::filesystem::path mountpoint, std::filesystem::path log)
-    : backing_(std::move(backing)), mountpoint_(std::move(mountpoint)), log_(std::move(log)) {
+LazyFs::LazyFs(std::filesystem::path backing, std::filesystem::path mountpoint, std::filesystem::path log,
+               std::optional<std::uint64_t> torn_seed)
+    : backing_(std::move(backing)), mountpoint_(std::move(mountpoint)), log_(std::move(log)), torn_seed_(torn_seed) {
     std::filesystem::create_directories(backing_);
     std::filesystem::create_directories(mountpoint_);
     mount();
@@ -54,7 +56,9 @@ bool LazyFs::mounted() const {
 std::filesystem::path LazyFs::pidFile() const { return log_.string() + ".pid"; }
 
 void LazyFs::mount() {
-    proc_ = Process::spawn({binary("edge_lazyfs").string(), backing_.string(), mountpoint_.string()}, log_);
+    std::vector<std::string> argv{binary("edge_lazyfs").string(), backing_.string(), mountpoint_.string()};
+    if (torn_seed_) argv.insert(argv.end(), {"--torn", std::to_string(*torn_seed_ + static_cast<std::uint64_t>(power_cuts_))});
+    proc_ = Process::spawn(argv, log_);
     const bool up = waitUntil([&] { return mounted() || !proc_.running(); }, 10s) && mounted();
     if (!up) {
         proc_.kill();
@@ -85,6 +89,16 @@ void LazyFs::remountAfterPowerCut() {
     // The canary was written after the last sync: the disk must not have it.
     REQUIRE_FALSE(std::filesystem::exists(backing_ / kCanary));
     mount();
+}
+
+std::size_t LazyFs::tornPages() const {
+    const auto log = readFile(log_);
+    std::size_t total = 0;
+    for (auto at = log.find(" torn pages"); at != std::string::npos; at = log.find(" torn pages", at + 1)) {
+        const auto from = log.rfind(", ", at);
+        if (from != std::string::npos) total += std::stoull(log.substr(from + 2, at - from - 2));
+    }
+    return total;
 }
 
 void LazyFs::stop() {

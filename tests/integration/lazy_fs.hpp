@@ -1,7 +1,9 @@
 #pragma once
 // edge_lazyfs (tests/tools/lazyfs.cpp) mounted for a test: a directory that loses what was not
 // synced at a power cut, as a disk would. The tool needs /dev/fuse and the right to mount.
+#include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include "tests/support/process.hpp"
@@ -11,7 +13,10 @@ namespace edge::test {
 class LazyFs {
 public:
     /// Mounts edge_lazyfs on mountpoint (created if missing) over backing; its output goes to log.
-    LazyFs(std::filesystem::path backing, std::filesystem::path mountpoint, std::filesystem::path log);
+    /// With torn_seed, power cuts also tear unsynced writes page by page (edge_lazyfs --torn), a
+    /// different way at each cut, the same way in every run.
+    LazyFs(std::filesystem::path backing, std::filesystem::path mountpoint, std::filesystem::path log,
+           std::optional<std::uint64_t> torn_seed = std::nullopt);
     /// Stops it cleanly (everything kept) and makes sure nothing stays mounted.
     ~LazyFs();
     LazyFs(const LazyFs&) = delete;
@@ -29,6 +34,8 @@ public:
     /// Unmounts cleanly: everything written is kept.
     void stop();
     [[nodiscard]] int powerCuts() const { return power_cuts_; }
+    /// Pages torn in (written, not synced, and on the disk after the cut) over all power cuts.
+    [[nodiscard]] std::size_t tornPages() const;
     [[nodiscard]] bool mounted() const;
 
 private:
@@ -36,6 +43,7 @@ private:
     [[nodiscard]] std::filesystem::path pidFile() const;
 
     std::filesystem::path backing_, mountpoint_, log_;
+    std::optional<std::uint64_t> torn_seed_;
     Process proc_;
     int power_cuts_ = 0;
 };

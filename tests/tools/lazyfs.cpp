@@ -14,14 +14,17 @@
 // SIGUSR1 is the power cut: the file system stops serving, is unmounted, and the backing
 // directory is rewritten to that durable state, as the disk would come back. SIGTERM, SIGINT or
 // SIGHUP unmount cleanly (everything is kept, as an orderly shutdown flushes).
-// Not modelled: writes torn within a file (any subset of unsynced pages reaching the disk), and
-// hard links (they come back as separate copies).
+// With --torn SEED, writes are also torn: the kernel may write any dirty page back before the
+// cut, so of the 4 KiB pages a kept file's unsynced writes changed within its durable size, each
+// reaches the disk or not, at random (from SEED: the same seed tears the same way). Pages are
+// whole (a disk's sector writes are atomic; a page torn between sectors is not modelled).
+// Not modelled: hard links (they come back as separate copies).
 //
-// Usage: edge_lazyfs BACKING MOUNTPOINT
+// Usage: edge_lazyfs BACKING MOUNTPOINT [--torn SEED]
 // Runs in the foreground (a single-threaded FUSE loop, and a thread that waits for the signals);
 // prints "ready" once mounted and, after a power cut,
-// "power cut: N names kept" once the backing directory holds the durable state (exit 0; 1 when
-// the durable state could not be written back whole).
+// "power cut: N names kept, P torn pages" once the backing directory holds the durable state
+// (exit 0; 1 when the durable state could not be written back whole).
 // Test tool only (tests/integration/ota_test.cpp); needs /dev/fuse and the right to mount.
 #define FUSE_USE_VERSION 31
 #include <fuse.h>
@@ -41,6 +44,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -52,6 +56,16 @@ namespace {
 
 std::string g_backing;
 bool g_power_cut = false;
+bool g_torn = false;
+std::uint64_t g_seed = 0;
+
+/// xorshift64*: the torn pages' coin, reproducible from the seed.
+bool coin() {
+    g_seed ^= g_seed >> 12;
+    g_seed ^= g_seed << 25;
+    g_seed ^= g_seed >> 27;
+    return ((g_seed * 0x2545F4914F6CDD1DULL) >> 63) != 0;
+}
 
 using Content = std::shared_ptr<const std::string>;
 
@@ -180,9 +194,49 @@ void cut(int fd, std::size_t size) {
     g_cut[st.st_ino] = it == g_cut.end() ? size : std::min(it->second, size);
 }
 
-/// The power cut: the backing directory becomes what the disk holds. Counts the names kept and
-/// the steps that failed.
-void restoreDurable(std::size_t& kept, std::size_t& failed) {
+/// The live content of the regular files below the backing directory, by inode (torn mode: what
+/// the page cache held at the cut).
+void readLive(const std::string& rel, std::map<ino_t, std::string>& out) {
+    DIR* dir = ::opendir((g_backing + rel).c_str());
+    if (dir == nullptr) return;
+    while (const dirent* e = ::readdir(dir)) {
+        const std::string name = e->d_name;
+        if (name == "." || name == "..") continue;
+        const std::string path = g_backing + rel + "/" + name;
+        struct stat st {};
+        if (::lstat(path.c_str(), &st) != 0) continue;
+        if (S_ISDIR(st.st_mode)) {
+            readLive(rel + "/" + name, out);
+        } else if (S_ISREG(st.st_mode) && !out.contains(st.st_ino)) {
+            const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+            if (fd < 0) continue;
+            readAll(fd, out[st.st_ino]);
+            ::close(fd);
+        }
+    }
+    ::closedir(dir);
+}
+
+/// Durable content with the pages the cache had changed within its size torn in at random.
+Content tear(const Content& durable, const std::string& live, std::size_t& torn) {
+    constexpr std::size_t kPage = 4096;
+    if (!durable) return durable;
+    std::string out = *durable;
+    for (std::size_t at = 0; at < out.size(); at += kPage) {
+        const std::size_t end = std::min({at + kPage, out.size(), live.size()});
+        if (end <= at || out.compare(at, end - at, live, at, end - at) == 0) continue;
+        if (!coin()) continue;
+        out.replace(at, end - at, live, at, end - at);
+        ++torn;
+    }
+    return std::make_shared<const std::string>(std::move(out));
+}
+
+/// The power cut: the backing directory becomes what the disk holds. Counts the names kept, the
+/// pages torn in and the steps that failed.
+void restoreDurable(std::size_t& kept, std::size_t& torn, std::size_t& failed) {
+    std::map<ino_t, std::string> live;
+    if (g_torn) readLive("", live);
     std::error_code ec;
     for (const auto& entry : std::filesystem::directory_iterator(g_backing, ec)) {
         std::filesystem::remove_all(entry.path(), ec);
@@ -202,6 +256,7 @@ void restoreDurable(std::size_t& kept, std::size_t& failed) {
             Content data = d.data;
             if (generation(d.ino) == d.gen) {
                 if (const auto it = g_synced.find(d.ino); it != g_synced.end() && it->second) data = it->second;
+                if (const auto it = live.find(d.ino); it != live.end()) data = tear(data, it->second, torn);
             }
             const int fd = ::open(target.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, d.mode & 07777);
             ok = fd >= 0;
@@ -362,8 +417,14 @@ int fallocateOp(const char*, int mode, off_t off, off_t len, fuse_file_info* fi)
 }  // namespace
 
 int main(int argc, char** argv) {
-    if (argc != 3) {
-        std::fprintf(stderr, "usage: edge_lazyfs BACKING MOUNTPOINT\n");
+    if (argc == 5 && std::strcmp(argv[3], "--torn") == 0) {
+        char* end = nullptr;
+        g_seed = std::strtoull(argv[4], &end, 10);
+        g_torn = end != argv[4] && *end == '\0';
+        if (g_seed == 0) g_seed = 1;  // xorshift's one bad state
+    }
+    if (argc != 3 && !g_torn) {
+        std::fprintf(stderr, "usage: edge_lazyfs BACKING MOUNTPOINT [--torn SEED]\n");
         return 2;
     }
     std::error_code ec;
@@ -453,9 +514,9 @@ int main(int argc, char** argv) {
     waiter.join();
     fuse_destroy(fs);
     if (g_power_cut) {
-        std::size_t kept = 0, failed = 0;
-        restoreDurable(kept, failed);
-        std::printf("power cut: %zu names kept\n", kept);
+        std::size_t kept = 0, torn = 0, failed = 0;
+        restoreDurable(kept, torn, failed);
+        std::printf("power cut: %zu names kept, %zu torn pages\n", kept, torn);
         std::fflush(stdout);
         return failed == 0 ? 0 : 1;
     }
