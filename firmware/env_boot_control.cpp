@@ -85,7 +85,9 @@ Result<BootState> EnvBootControl::decode(const BootVars& vars) const {
     BootState st;
     st.order = {Slot::kA, Slot::kB};
     st.attempts_left = {max_attempts_, max_attempts_};
-    if (auto it = vars.find(kBootOrderVar); it != vars.end()) {
+    // An empty order reads as unset, as both boot scripts read it (GRUB tests -z; U-Boot keeps
+    // no empty variable).
+    if (auto it = vars.find(kBootOrderVar); it != vars.end() && !words(it->second).empty()) {
         st.order.clear();
         for (auto word : words(it->second)) {
             auto slot = parseSlot(word);

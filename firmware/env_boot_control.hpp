@@ -6,10 +6,10 @@
 //   BOOT_A_LEFT=3      attempts left for slot A
 //   BOOT_B_LEFT=3      attempts left for slot B
 //
-// An absent variable reads as what RAUC's boot scripts set when it is missing: order "A B",
-// max_attempts per slot. Each change writes only the variables that differ, ordered so that
-// a power cut between two writes never leaves no bootable slot: raised counts first, then
-// lowered counts, then the order.
+// An absent variable (or an empty order) reads as what RAUC's boot scripts set when it is
+// missing: order "A B", max_attempts per slot. Each change writes only the variables that
+// differ, ordered so that a power cut between two writes never leaves no bootable slot: raised
+// counts first, then lowered counts, then the order. A slot left out of the order is disabled.
 #include <functional>
 #include <map>
 #include <string>

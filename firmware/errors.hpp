@@ -6,7 +6,7 @@ namespace edge::firmware {
 
 enum class FirmwareErrc {
     kBootControl = 1,  // boot environment unreadable, invalid, or a write to it failed
-    kNotBootable,      // the (simulated) bootloader finds no slot with attempts left
+    kNotBootable,      // a (simulated) bootloader chose no slot to boot
     kCommand,          // an external command could not start, timed out, or exited non-zero
     kSize,             // an image is shorter or longer than its declared size
     kDigest,           // an image's SHA-256 differs from the declared one

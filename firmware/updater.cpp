@@ -331,7 +331,7 @@ Status Updater::installStreamed(Slot target) {
         auto done = (*slot)->finish(r.target.size, r.target.sha256, config_.verify_readback);
         if (done) {
             auto installed = machine_.fire(UpdateEvent::kInstallOk);
-            clearCheckpoint();
+            if (installed) clearCheckpoint();  // not persisted: a retry resumes from it
             return installed;
         }
         clearCheckpoint();

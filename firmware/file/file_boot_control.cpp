@@ -81,10 +81,8 @@ Result<Slot> FileBootControl::simulateBoot(bool* reset) {
     if (!vars) return fail(std::move(vars.error()).wrap("simulated boot"));
     auto st = decode(*vars);
     if (!st) return fail(std::move(st.error()).wrap("simulated boot"));
-    if (st->order.empty()) {
-        return fail(FirmwareErrc::kNotBootable,
-                    fmt::format("simulated boot: the boot order '{}' names no slot",
-                                (*vars)[std::string(kBootOrderVar)]));
+    if (st->order.empty()) {  // decode() never gives one; defensive
+        return fail(FirmwareErrc::kNotBootable, "simulated boot: the boot order names no slot");
     }
     BootVarChanges writes;
     auto slot = st->nextBoot();

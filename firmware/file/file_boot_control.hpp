@@ -23,9 +23,8 @@ public:
     /// What a bootloader does at power-on: picks the first slot in the order with attempts
     /// left, decrements its count (persisted first), records it as booted and returns it. When
     /// every slot of the order is at 0, all of them get max_attempts back (RAUC's reset) and the
-    /// first boots; a slot left out of the order is never booted. kNotBootable when the order
-    /// names no slot (nothing is changed then). reset, when given, says whether the counts
-    /// were reset.
+    /// first boots; a slot left out of the order is never booted (an empty order reads as
+    /// unset, "A B"). reset, when given, says whether the counts were reset.
     [[nodiscard]] Result<Slot> simulateBoot(bool* reset = nullptr);
 
 protected:

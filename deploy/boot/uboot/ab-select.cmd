@@ -36,7 +36,7 @@
 # value could split a comparison: HUSH_NO_EVAL=1 turns that off while the script runs, and
 # values read from the environment are never quoted. Environment variables shadow shell
 # variables of the same name, so the helpers' names are deleted from the environment first.
-# The script changes no environment variable but the count and the helper names it deletes
+# The script changes no environment variable but the counts and the helper names it deletes
 # (saveenv stores the whole environment as it is in memory). Use a redundant environment (two copies) where the
 # board allows: a failed save to a single copy may lose the whole environment.
 #
@@ -61,6 +61,7 @@ setenv ab_unstored
 setenv ab_stored
 setenv ab_pass
 setenv ab_reset
+setenv ab_o
 
 if env exists ab_max_attempts; then ab_max=${ab_max_attempts}; else ab_max=3; fi
 if env exists BOOT_ORDER; then ab_order=${BOOT_ORDER}; else ab_order="A B"; fi
@@ -72,14 +73,11 @@ ab_reset=no
 for ab_pass in 1 2; do
     if test ${ab_pass} = 2 -a ${ab_slot} = none -a ${ab_unstored} = none -a ${ab_first} != none; then
         # Every slot of the order used up its attempts (power cuts during boot, before edged
-        # could give its slot them back): RAUC's reset. A slot left out of the order stays
-        # disabled. saveenv stores the reset with the count the next pass takes.
+        # could give its slot them back): RAUC's reset. This pass reads every count of the
+        # order as ab_max; only once ab_max proves a count are they set, and saveenv stores
+        # them with the one taken. A slot left out of the order stays disabled.
         echo ab-select: no slot has boot attempts left: the slots of the order get ${ab_max} again
         ab_reset=yes
-        for ab_s in ${ab_order}; do
-            if test ${ab_s} = A; then setenv BOOT_A_LEFT ${ab_max}; fi
-            if test ${ab_s} = B; then setenv BOOT_B_LEFT ${ab_max}; fi
-        done
     fi
     if test ${ab_pass} = 1 -o ${ab_reset} = yes; then
         for ab_s in ${ab_order}; do
@@ -93,6 +91,7 @@ for ab_pass in 1 2; do
                 ab_known=yes
                 if env exists BOOT_B_LEFT; then ab_left=${BOOT_B_LEFT}; else ab_left=${ab_max}; fi
             fi
+            if test ${ab_reset} = yes; then ab_left=${ab_max}; fi
             if test ${ab_known} = no; then
                 echo ab-select: BOOT_ORDER names ${ab_s}, not a slot: skipped
             else
@@ -113,6 +112,12 @@ for ab_pass in 1 2; do
                     done
                     if test 100 = ${ab_left}; then ab_less=99; fi
                     if test ${ab_less} != none; then
+                        if test ${ab_reset} = yes; then
+                            for ab_o in ${ab_order}; do
+                                if test ${ab_o} = A; then setenv BOOT_A_LEFT ${ab_max}; fi
+                                if test ${ab_o} = B; then setenv BOOT_B_LEFT ${ab_max}; fi
+                            done
+                        fi
                         setenv BOOT_${ab_s}_LEFT ${ab_less}
                         ab_stored=no
                         if env exists ab_save; then
@@ -130,6 +135,8 @@ for ab_pass in 1 2; do
                             echo ab-select: could not store BOOT_${ab_s}_LEFT: booting slot ${ab_s} uncounted
                             ab_slot=${ab_s}
                         fi
+                    elif test ${ab_reset} = yes; then
+                        echo ab-select: ab_max_attempts is not a count from 1 to 100: no reset
                     elif test 0 != ${ab_left}; then
                         echo ab-select: BOOT_${ab_s}_LEFT is not a count: slot ${ab_s} skipped
                     fi

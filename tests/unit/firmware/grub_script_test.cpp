@@ -242,8 +242,24 @@ TEST_CASE("Updater with GRUB that cannot save its block: the trial slot is never
     CHECK(rec.state == UpdateState::kFailed);
     CHECK_THAT(rec.reason, Catch::Contains("loop guard"));
     const auto boot = test::bootStateOf(dev);
-    CHECK(boot.primary() == Slot::kA);
+    CHECK(boot.order == std::vector{Slot::kA});
     CHECK(boot.attemptsLeft(Slot::kB) == 0);
+}
+
+TEST_CASE("GRUB script: an ab_max_attempts that is not a count resets nothing", "[firmware][grub]") {
+    const auto tools = test::requireGrubTools();
+    TempDir tmp;
+    GrubBootRig grub(tools, tmp / "grub", 0);
+    setGrubEnv(tools, grub, {"B A", "0", "0"});
+    auto slot = grub.boot();
+    INFO(grub.output);
+    REQUIRE(slot);
+    CHECK(*slot == Slot::kB);  // the first of the order, uncounted
+    CHECK_THAT(grub.output, Catch::Contains("no slot has boot attempts left"));
+    CHECK_THAT(grub.output, Catch::Contains("no reset"));  // (GRUB wraps its console at 80 columns)
+    const auto listed = grubList(tools, grub);
+    CHECK_THAT(listed, Catch::Contains("BOOT_A_LEFT=0"));
+    CHECK_THAT(listed, Catch::Contains("BOOT_B_LEFT=0"));
 }
 
 }  // namespace edge::firmware

@@ -195,7 +195,7 @@ TEST_CASE("U-Boot script: values edged never writes do not take ab-select.cmd an
              {"ab_slot", "B"}, {"ab_first", "B"}, {"ab_s", "B"}, {"ab_known", "yes"}, {"ab_left", "3"},
              {"ab_less", "5"}, {"ab_prev", "7"}, {"ab_n", "2"}, {"ab_tens", "1"}, {"ab_units", "0"},
              {"ab_order", "B"}, {"ab_max", "9"}, {"ab_unstored", "B"}, {"ab_stored", "yes"},
-             {"ab_pass", "2"}, {"ab_reset", "yes"}}) {
+             {"ab_pass", "2"}, {"ab_reset", "yes"}, {"ab_o", "B"}}) {
         auto set = uboot.setenv();
         set.insert(set.end(), {name, value});
         REQUIRE(test::runTool(set));
@@ -254,6 +254,25 @@ TEST_CASE("Updater with the uboot backend and U-Boot running ab-select.cmd: comm
         CHECK(print("BOOT_ORDER") == "B A\n");
         CHECK(print("BOOT_B_LEFT") == "1\n");
     });
+}
+
+TEST_CASE("U-Boot script: an ab_max_attempts that is not a count resets nothing", "[firmware][uboot]") {
+    const auto tools = test::requireUBootTools();
+    TempDir tmp;
+    UBootRig uboot(tools, tmp / "uboot");
+    const std::vector<BootEnv> envs{{"A B", "0", "0"}, {"B A", "0", "0"}};
+    for (const char* max : {"junk", "0", "2x", "101"}) {
+        CAPTURE(max);
+        const auto r = runCases(uboot, envs, fmt::format("setenv ab_max_attempts {}\n", max));
+        for (std::size_t i = 0; i < r.size(); ++i) {
+            CAPTURE(i, r[i].messages);
+            CHECK(r[i].slot == parseSlot(envs[i].order->substr(0, 1)).value());  // the first, uncounted
+            CHECK(r[i].a_left == "0");
+            CHECK(r[i].b_left == "0");
+            CHECK_FALSE(r[i].stored);
+            CHECK_THAT(r[i].messages, Catch::Contains("no reset"));
+        }
+    }
 }
 
 }  // namespace edge::firmware

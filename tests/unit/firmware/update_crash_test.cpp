@@ -54,6 +54,7 @@ void checkSettled(Device& dev, const test::TestImage& img, Expect expect, bool p
         CHECK(boot.primary() == Slot::kA);
         CHECK(boot.attemptsLeft(Slot::kA) == kDefaultMaxAttempts);
         CHECK(boot.attemptsLeft(Slot::kB) == 0);
+        CHECK(boot.order == std::vector{Slot::kA});  // B, empty, is disabled
         return;
     }
     CHECK(rec.transitions <= UpdateMachine::kMaxTransitions);
@@ -72,10 +73,12 @@ void checkSettled(Device& dev, const test::TestImage& img, Expect expect, bool p
         // The old slot remains a bootable fallback: never two bad slots.
         CHECK(dev.boots(Slot::kA));
         CHECK(boot.attemptsLeft(Slot::kA) > 0);
+        CHECK(boot.order == std::vector{Slot::kB, Slot::kA});
     } else {
         CHECK(run->running == Slot::kA);
         CHECK(test::readFile(dev.slots.a) == dev.factory.bytes);
         CHECK(boot.attemptsLeft(Slot::kB) == 0);
+        CHECK(boot.order == std::vector{Slot::kA});  // the bad slot is out of the order
         CHECK(rec.last_failed_version == img.spec.version);
         CHECK_FALSE(rec.reason.empty());
         if (expect == Expect::kCommit) {

@@ -445,6 +445,7 @@ TEST_CASE("Updater: a transient streaming failure stays Installing and resumes f
         REQUIRE_FALSE(first);
         CHECK(test::recordOf(dev).state == UpdateState::kInstalling);
         CHECK(test::bootStateOf(dev).attemptsLeft(Slot::kB) == 0);  // unbootable meanwhile
+        CHECK(test::bootStateOf(dev).order == std::vector{Slot::kA});
         auto next_run = test::withDaemon(dev, nullptr, [&](Updater& u) {
             u.setImageStreamer(flaky);
             if (auto st = u.afterBoot(dev.health()); !st) return st;
@@ -522,6 +523,7 @@ TEST_CASE("Updater: a restart mid-stream counts for the loop guard only when the
         CHECK(rec.state == UpdateState::kFailed);
         CHECK_THAT(rec.reason, Catch::Contains("loop guard"));
         CHECK(test::bootStateOf(dev).attemptsLeft(Slot::kB) == 0);
+        CHECK(test::bootStateOf(dev).order == std::vector{Slot::kA});
         checkBackOnOldSlot(dev, settle(dev, true));
     }
 }
