@@ -33,6 +33,8 @@ constexpr bool tableIsAFunction() {
 static_assert(tableIsAFunction(), "kTransitions lists a (state, event) pair twice");
 static_assert(!nextState(UpdateState::kCommitted, UpdateEvent::kResume),
               "final states never resume");
+static_assert(nextState(UpdateState::kCommitted, UpdateEvent::kBootedOld) == UpdateState::kFailed,
+              "a committed slot the bootloader left fails the update");
 
 }  // namespace
 
@@ -61,6 +63,7 @@ std::string toJson(const UpdateRecord& r) {
         {"reason", r.reason},
         {"last_failed_version", r.last_failed_version},
         {"current_version", r.current_version},
+        {"previous_version", r.previous_version},
     };
     return jsonText(j);
 }
@@ -97,6 +100,7 @@ Result<UpdateRecord> parseUpdateRecord(std::string_view text) {
         r.reason = j.at("reason").get<std::string>();
         r.last_failed_version = j.at("last_failed_version").get<std::string>();
         r.current_version = j.at("current_version").get<std::string>();
+        r.previous_version = j.value("previous_version", std::string());  // absent before
         if (r.transitions < 0)
             return fail(FirmwareErrc::kState, "update record: negative transitions");
         return r;
@@ -156,8 +160,13 @@ Status UpdateMachine::fire(UpdateEvent event, const std::function<void(UpdateRec
     next.transitions += 1;
     if (*to == UpdateState::kFailed) next.last_failed_version = next.target.version;
     if (*to == UpdateState::kCommitted) {
+        next.previous_version = next.current_version;
         next.current_version = next.target.version;
         next.last_failed_version.clear();
+    }
+    if (record_.state == UpdateState::kCommitted && *to == UpdateState::kFailed) {
+        next.current_version = next.previous_version;  // what the old slot runs
+        next.previous_version.clear();
     }
     if (auto st = saveUpdateRecord(*store_, next); !st) return st;
     record_ = std::move(next);

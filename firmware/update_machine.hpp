@@ -5,6 +5,8 @@
 //   Idle|Committed|Failed --Start--> Installing --InstallOk--> Installed --RebootRequested-->
 //   Rebooting --BootedNew--> Verifying --HealthOk--> Committing --CommitDone--> Committed
 //   Rebooting|Verifying|Committing --BootedOld--> RollingBack --RollbackDone--> Failed
+//   Committed --BootedOld--> Failed   (the committed slot stopped booting later: the bootloader
+//                                      fell back to the old slot, which runs the previous version)
 //
 // Each non-final state has an entry action (run by the Updater) that is idempotent, so a restart
 // re-runs it through the Resume self-transition. Without Resume the table has no cycle within
@@ -87,6 +89,7 @@ inline constexpr std::array kTransitions = {
     Transition{UpdateState::kCommitting,  UpdateEvent::kBootedOld,       UpdateState::kRollingBack},
     Transition{UpdateState::kCommitting,  UpdateEvent::kResume,          UpdateState::kCommitting},
     Transition{UpdateState::kCommitting,  UpdateEvent::kAbort,           UpdateState::kRollingBack},
+    Transition{UpdateState::kCommitted,   UpdateEvent::kBootedOld,       UpdateState::kFailed},
     Transition{UpdateState::kRollingBack, UpdateEvent::kRollbackDone,    UpdateState::kFailed},
     Transition{UpdateState::kRollingBack, UpdateEvent::kResume,          UpdateState::kRollingBack},
     Transition{UpdateState::kRollingBack, UpdateEvent::kAbort,           UpdateState::kFailed},
@@ -134,6 +137,8 @@ struct UpdateRecord {
     std::string reason;               // why it failed or is rolling back ("" otherwise)
     std::string last_failed_version;  // kept across updates; cleared by a commit
     std::string current_version;      // version of the last committed update; kept
+    std::string previous_version;     // the one committed before it (what the old slot holds);
+                                      // kept ("" when unknown; absent in older records)
     bool operator==(const UpdateRecord&) const = default;
 };
 
@@ -172,8 +177,10 @@ public:
     /// - else builds the next record (Start first clears transitions and reason; then edit, if
     ///   given, sets fields such as target or reason; then the machine's bookkeeping: the new
     ///   state, transitions + 1, entering Failed sets last_failed_version, entering Committed
-    ///   sets current_version and clears last_failed_version), persists it, and only then adopts
-    ///   it and calls the hook. A failed store write changes nothing.
+    ///   moves current_version to previous_version, sets current_version and clears
+    ///   last_failed_version; leaving Committed for Failed (the committed slot stopped booting)
+    ///   gives current_version back the previous one), persists it, and only then adopts it
+    ///   and calls the hook. A failed store write changes nothing.
     [[nodiscard]] Status fire(UpdateEvent event,
                               const std::function<void(UpdateRecord&)>& edit = {});
 

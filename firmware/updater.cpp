@@ -143,6 +143,18 @@ Status Updater::afterBoot(const HealthCheck& health) {
         case UpdateState::kFailed:
             // Never re-arm the slot this update found bad while still running on it.
             if (r.state == UpdateState::kFailed && booted == target) return {};
+            if (r.state == UpdateState::kCommitted && booted != target) {
+                // The committed slot used up its attempts (it panics now, or power cuts during
+                // boot took them) and the bootloader fell back: the record says so, and the
+                // version running is the previous one. markGood then drops the spent slot.
+                st = machine_.fire(UpdateEvent::kBootedOld, [&](UpdateRecord& rec) {
+                    rec.reason = fmt::format(
+                        "slot {} stopped booting after version {} was committed; the "
+                        "bootloader fell back to slot {}",
+                        slotName(target), rec.target.version, slotName(booted));
+                });
+                if (!st) return fail(std::move(st.error()).wrap("firmware update after boot"));
+            }
             return boot_->markGood(booted);
         case UpdateState::kRebooting:
             if (booted == target) {

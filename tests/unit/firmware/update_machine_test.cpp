@@ -42,6 +42,7 @@ UpdateRecord sampleRecord(UpdateState state) {
     r.reason = state == UpdateState::kRollingBack ? "health check failed: x" : "";
     r.last_failed_version = "2.0.9";
     r.current_version = "2.0.0";
+    r.previous_version = "1.9.0";
     return r;
 }
 
@@ -76,6 +77,7 @@ TEST_CASE("UpdateMachine: the table is the update's life as the issue tells it, 
         {"verifying abort", "rolling_back"},    {"committing commit_done", "committed"},
         {"committing booted_old", "rolling_back"}, {"committing resume", "committing"},
         {"committing abort", "rolling_back"},   {"rolling_back rollback_done", "failed"},
+        {"committed booted_old", "failed"},  // the committed slot stopped booting later
         {"rolling_back resume", "rolling_back"}, {"rolling_back abort", "failed"},
     };
     std::size_t allowed = 0;
@@ -160,9 +162,12 @@ TEST_CASE("UpdateMachine: the table keeps every update finite and resumable", "[
     for (auto state : kAllStates) {
         CAPTURE(stateName(state));
         if (isFinal(state)) {
-            // Final states only start a new update.
+            // Final states only start a new update (and Committed learns that the bootloader left
+            // the committed slot: Failed, final too).
             for (auto event : kAllEvents) {
-                CHECK(nextState(state, event).has_value() == (event == UpdateEvent::kStart));
+                const bool fell_back = state == UpdateState::kCommitted && event == UpdateEvent::kBootedOld;
+                CHECK(nextState(state, event).has_value() == (event == UpdateEvent::kStart || fell_back));
+                if (fell_back) CHECK(nextState(state, event) == UpdateState::kFailed);
             }
         } else {
             // Every state in progress can be resumed after a restart and aborted.
@@ -271,8 +276,26 @@ TEST_CASE("UpdateMachine: Start resets the count, Failed and Committed keep the 
     }
     CHECK(machine->state() == UpdateState::kCommitted);
     CHECK(machine->record().current_version == "3.1");
+    CHECK(machine->record().previous_version == "2.0.0");
     CHECK(machine->record().last_failed_version.empty());
     CHECK(machine->record().transitions == 6);
+
+    // Later the committed slot stops booting and the old one runs again: Failed, with the
+    // previous version current again, and 3.1 not to be installed again by the same bundle.
+    REQUIRE(machine->fire(UpdateEvent::kBootedOld, [](UpdateRecord& r) { r.reason = "fell back"; }));
+    CHECK(machine->state() == UpdateState::kFailed);
+    CHECK(machine->record().current_version == "2.0.0");
+    CHECK(machine->record().previous_version.empty());
+    CHECK(machine->record().last_failed_version == "3.1");
+    CHECK(machine->record().reason == "fell back");
+    // A record of an older build (no previous_version) still loads.
+    auto old = nlohmann::json::parse(toJson(sampleRecord(UpdateState::kCommitted)));
+    old.erase("previous_version");
+    auto parsed = parseUpdateRecord(old.dump());
+    REQUIRE(parsed);
+    auto want = sampleRecord(UpdateState::kCommitted);
+    want.previous_version.clear();
+    CHECK(*parsed == want);
 }
 
 TEST_CASE("UpdateMachine: the loop guard refuses Resume past the bound but still allows Abort",

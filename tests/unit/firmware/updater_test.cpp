@@ -95,6 +95,37 @@ TEST_CASE("Updater: a healthy image is installed, booted, checked and committed"
     CHECK(readFile(dev.slots.b) == img.bytes);
 }
 
+TEST_CASE("Updater: a committed slot that stops booting later fails the update, reporting the version that runs",
+          "[firmware]") {
+    TempDir tmp;
+    Device dev(tmp.path());
+    settle(dev, true);
+    REQUIRE(start(dev, dev.image("BOOTS-OK", "2.0")));
+    CHECK(settle(dev, true).running == Slot::kB);
+    REQUIRE(start(dev, dev.image("BOOTS-OK", "3.0")));
+    CHECK(settle(dev, true).running == Slot::kA);
+    auto rec = test::recordOf(dev);
+    REQUIRE(rec.state == UpdateState::kCommitted);
+    CHECK(rec.current_version == "3.0");
+    CHECK(rec.previous_version == "2.0");
+
+    // Slot A breaks (its image now panics): the bootloader uses up its attempts and falls back
+    // to slot B, which runs 2.0.
+    test::writeFile(dev.slots.a, "PANIC after the commit");
+    const auto run = settle(dev, true);
+    CHECK(run.running == Slot::kB);
+    rec = test::recordOf(dev);
+    CHECK(rec.state == UpdateState::kFailed);
+    CHECK(rec.current_version == "2.0");
+    CHECK(rec.last_failed_version == "3.0");
+    CHECK_THAT(rec.reason, Catch::Contains("slot A stopped booting after version 3.0 was committed"));
+    const auto boot = test::bootStateOf(dev);
+    CHECK(boot.order == std::vector{Slot::kB});  // A is out of the order: never booted again
+    CHECK(boot.attemptsLeft(Slot::kB) == kDefaultMaxAttempts);
+    for (int i = 0; i < 3; ++i) CHECK(settle(dev, true).running == Slot::kB);
+    CHECK(test::recordOf(dev).state == UpdateState::kFailed);
+}
+
 TEST_CASE("Updater: a health check cut short gives no verdict: the slot stays on trial, the next start checks again",
           "[firmware]") {
     TempDir tmp;
