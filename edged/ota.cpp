@@ -211,6 +211,7 @@ void OtaManager::run(firmware::HealthCheck health) {
             status_["firmware"] = firmwareJson(parts_.updater->record());
         }
         // Finish, commit or roll back whatever a reboot or a crash interrupted, before any plan.
+        const auto before = parts_.updater->record().state;
         if (auto st = parts_.updater->afterBoot(health); !st) {
             log::error("firmware: after boot: {}", st.error().what());
         }
@@ -219,7 +220,12 @@ void OtaManager::run(firmware::HealthCheck health) {
             const std::lock_guard lock(mu_);
             status_["firmware"] = firmwareJson(r);
             const auto domain = status_["domains"].value("firmware", std::string("none"));
-            if (firmware::isFinal(r.state) && (domain == "rebooting" || domain == "installing")) {
+            // A committed slot the bootloader left since (Committed -> Failed) fails a plan that
+            // had its firmware done.
+            const bool fell_back = before == firmware::UpdateState::kCommitted &&
+                                   r.state == firmware::UpdateState::kFailed;
+            if (firmware::isFinal(r.state) &&
+                (domain == "rebooting" || domain == "installing" || (fell_back && domain == "done"))) {
                 const bool ok = r.state == firmware::UpdateState::kCommitted;
                 status_["domains"]["firmware"] = ok ? "done" : "failed";
                 if (ok) {

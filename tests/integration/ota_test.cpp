@@ -326,6 +326,8 @@ TEST_CASE("OTA: models and A/B firmware from the artifact store, with provenance
         REQUIRE(retried.exit_code == 0);
         CHECK_THAT(retried.out, Catch::Contains("(retry 1)"));
         REQUIRE(test::waitUntil([&] { return reboots(fleet, "edge-2") == 3; }, 30s));
+        // The reboot command runs inside the update; the plan's domain follows once it returned.
+        test::waitUntil([&] { return getJson(fleet, "edge-2", "/v1/ota")["domains"]["firmware"] == "rebooting"; }, 10s);
         const auto ota = getJson(fleet, "edge-2", "/v1/ota");
         INFO(ota.dump());
         CHECK(ota["domains"]["firmware"] == "rebooting");
@@ -588,6 +590,9 @@ TEST_CASE("OTA: SIGKILL and power cuts at random instants of download, model swi
         const auto ota = getJson(fleet, id, "/v1/ota");
         INFO(id << (power_cut ? " (power cuts)" : " (crashes)") << ": kills " << kills << ", reboots " << seen_reboots
                 << ", cuts during boot " << boot_cuts << " (whole bursts " << full_bursts << "), resets " << resets
+                // How many slot pages the cuts tore in depends on where they landed: reported, not
+                // asserted (lazyfs_test asserts the tearing itself).
+                << ", pages torn in " << (power_cut ? edge2_fs.tornPages() : 0)
                 << "\n" << ota.dump());
         REQUIRE((final_state == "committed" || final_state == "failed"));
         CHECK(kills >= 3);  // how many land before the end depends on the machine's speed
@@ -615,7 +620,6 @@ TEST_CASE("OTA: SIGKILL and power cuts at random instants of download, model swi
     run("edge-1", false);
     const int cuts = run("edge-2", true);
     CHECK(edge2_fs.powerCuts() == cuts);
-    INFO("pages torn in by the power cuts: " << edge2_fs.tornPages());
 }
 
 TEST_CASE("OTA: a bundle's policies and its zstd-compressed model switch together, across a restart",

@@ -16,9 +16,13 @@
 // SIGHUP unmount cleanly (everything is kept, as an orderly shutdown flushes).
 // With --torn SEED, writes are also torn: the kernel may write any dirty page back before the
 // cut, so of the 4 KiB pages a kept file's unsynced writes changed within its durable size, each
-// reaches the disk or not, at random (from SEED: the same seed tears the same way). Pages are
-// whole (a disk's sector writes are atomic; a page torn between sectors is not modelled).
-// Not modelled: hard links (they come back as separate copies).
+// reaches the disk or not, at random (from SEED: the same seed tears the same way), below a cut
+// not yet committed (ext4 writes what follows such a cut into new blocks). Pages are whole (a
+// disk's sector writes are atomic; a page torn between sectors is not modelled).
+// Not modelled: ext4's own periodic journal commits and writeback, which can put part of a
+// never-synced or grown file on the disk, or commit names without an fsync (here such a file
+// comes back empty, and nothing beyond the durable size arrives); hard links (they come back as
+// separate copies).
 //
 // Usage: edge_lazyfs BACKING MOUNTPOINT [--torn SEED]
 // Runs in the foreground (a single-threaded FUSE loop, and a thread that waits for the signals);
@@ -217,13 +221,15 @@ void readLive(const std::string& rel, std::map<ino_t, std::string>& out) {
     ::closedir(dir);
 }
 
-/// Durable content with the pages the cache had changed within its size torn in at random.
-Content tear(const Content& durable, const std::string& live, std::size_t& torn) {
+/// Durable content with the pages the cache had changed within its size torn in at random, below
+/// limit: a cut not yet committed (ext4 writes what follows it into new blocks, never into the
+/// old ones).
+Content tear(const Content& durable, const std::string& live, std::size_t limit, std::size_t& torn) {
     constexpr std::size_t kPage = 4096;
     if (!durable) return durable;
     std::string out = *durable;
-    for (std::size_t at = 0; at < out.size(); at += kPage) {
-        const std::size_t end = std::min({at + kPage, out.size(), live.size()});
+    for (std::size_t at = 0; at < std::min(out.size(), limit); at += kPage) {
+        const std::size_t end = std::min({at + kPage, out.size(), live.size(), limit});
         if (end <= at || out.compare(at, end - at, live, at, end - at) == 0) continue;
         if (!coin()) continue;
         out.replace(at, end - at, live, at, end - at);
@@ -256,7 +262,10 @@ void restoreDurable(std::size_t& kept, std::size_t& torn, std::size_t& failed) {
             Content data = d.data;
             if (generation(d.ino) == d.gen) {
                 if (const auto it = g_synced.find(d.ino); it != g_synced.end() && it->second) data = it->second;
-                if (const auto it = live.find(d.ino); it != live.end()) data = tear(data, it->second, torn);
+                if (const auto it = live.find(d.ino); it != live.end()) {
+                    const auto cut = g_cut.find(d.ino);
+                    data = tear(data, it->second, cut == g_cut.end() ? SIZE_MAX : cut->second, torn);
+                }
             }
             const int fd = ::open(target.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, d.mode & 07777);
             ok = fd >= 0;
@@ -418,10 +427,16 @@ int fallocateOp(const char*, int mode, off_t off, off_t len, fuse_file_info* fi)
 
 int main(int argc, char** argv) {
     if (argc == 5 && std::strcmp(argv[3], "--torn") == 0) {
-        char* end = nullptr;
-        g_seed = std::strtoull(argv[4], &end, 10);
-        g_torn = end != argv[4] && *end == '\0';
-        if (g_seed == 0) g_seed = 1;  // xorshift's one bad state
+        const std::string seed = argv[4];
+        g_torn = !seed.empty() && seed.size() <= 19 && seed.find_first_not_of("0123456789") == std::string::npos;
+        if (g_torn) {
+            // splitmix64 of the seed: nearby seeds give unrelated streams, and none is xorshift's
+            // one bad state (0).
+            std::uint64_t z = std::stoull(seed) + 0x9E3779B97F4A7C15ULL;
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+            g_seed = (z ^ (z >> 31)) | 1;
+        }
     }
     if (argc != 3 && !g_torn) {
         std::fprintf(stderr, "usage: edge_lazyfs BACKING MOUNTPOINT [--torn SEED]\n");

@@ -27,8 +27,9 @@
 # A slot edged left out of BOOT_ORDER is disabled (a bad or half-written slot) and never booted.
 # When no slot of the order has attempts left (power cuts during boot, before edged gave its
 # slot them back), every slot of the order gets ab_max_attempts again, as RAUC's scripts do,
-# and the first boots, counted. Only when that cannot be stored, or the order names no slot,
-# does a slot boot uncounted (the first of the order, or A): a device must boot something.
+# and the first boots, counted. Only when that cannot be stored, ab_max_attempts is not a count
+# from 1 to 100, or the order names no slot, does a slot boot uncounted (the first of the
+# order, or A): a device must boot something.
 #
 # Only "A" and "B" are taken from BOOT_ORDER, and a count only as edged writes it (0 to 100);
 # any other value counts as no attempts left. The classic U-Boot shell (hush, as in Debian 12's

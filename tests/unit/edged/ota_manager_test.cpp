@@ -505,3 +505,33 @@ TEST_CASE("OtaManager: a restart keeps the .part of a failed version that a newe
     CHECK(ranges.back() == "bytes=200000-");
     CHECK(test::readFile(dev.slots.b).substr(0, image.size()) == image);
 }
+
+TEST_CASE("OtaManager: a committed slot the bootloader left later fails the plan's firmware, for good", "[ota]") {
+    test::TempDir dir;
+    StoredImage stored(dir.path(), pattern(200000, 5));
+    test::StoreRig rig(stored.store);
+    Device dev(dir / "device", "http://127.0.0.1:" + std::to_string(rig.port));
+    const auto v1 = firmwareBundle(1, stored.sha, stored.image.size());
+    dev.run(v1, [](const nlohmann::json& s) { return s["domains"]["firmware"] == "rebooting"; });
+    firmware::FileBootControl boot(dev.dir / "bootenv", dev.dir / "booted");
+    REQUIRE(boot.simulateBoot() == firmware::Slot::kB);
+    const auto committed = dev.run(v1, [](const nlohmann::json& s) { return firmwareState(s) == "committed"; });
+    CHECK(committed["domains"]["firmware"] == "done");
+    const auto downloads = rig.seenRanges().size();
+
+    // Slot B now dies before edged runs, every time: the bootloader spends its attempts and
+    // falls back to slot A.
+    for (int i = 0; i < firmware::kDefaultMaxAttempts; ++i) REQUIRE(boot.simulateBoot() == firmware::Slot::kB);
+    REQUIRE(boot.simulateBoot() == firmware::Slot::kA);
+    const auto status = dev.run(v1, [](const nlohmann::json& s) { return firmwareState(s) == "failed"; });
+    INFO(status.dump());
+    CHECK(status["domains"]["firmware"] == "failed");
+    CHECK_THAT(status["reasons"]["firmware"].get<std::string>(), Catch::Contains("slot B stopped booting"));
+    CHECK(status["firmware"]["last_failed_version"] == "2.0");
+    CHECK(status["firmware"]["current_version"] == "");  // what slot A runs is not known
+    // The same bundle does not try the version again, across a restart too.
+    const auto again = dev.run(v1, [](const nlohmann::json& s) { return s["domains"]["firmware"] == "failed"; });
+    std::this_thread::sleep_for(300ms);
+    CHECK(rig.seenRanges().size() == downloads);
+    CHECK(firmwareState(again) == "failed");
+}
