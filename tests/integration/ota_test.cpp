@@ -498,6 +498,8 @@ TEST_CASE("OTA: SIGKILL and power cuts at random instants of download, model swi
     // Slot B is a whole partition holding an old image, so the stream overwrites it in place; the
     // power cuts tear unsynced writes (any subset of the dirty pages reached the disk).
     test::writeFile(fleet.dir / "disk-edge-2/slot-b.img", pattern(56u << 20, 9));
+    // Provisioned as docs/ota.md says for a slot B that holds no system: out of the boot order.
+    test::writeFile(fleet.dir / "disk-edge-2/bootenv", "BOOT_ORDER=A\nBOOT_A_LEFT=3\nBOOT_B_LEFT=0\n");
     test::LazyFs edge2_fs(fleet.dir / "disk-edge-2", fleet.dir / "state/edge-2", fleet.dir / "lazyfs-edge-2.log", 1);
     std::filesystem::create_directories(fleet.dir / "state/edge-1");
     test::writeFile(fleet.dir / "state/edge-1/slot-a.img", "factory image A");
@@ -532,10 +534,10 @@ TEST_CASE("OTA: SIGKILL and power cuts at random instants of download, model swi
         for (int round = 0; round < 60 && !settled(); ++round) {
             seed = seed * 1103515245u + 12345u;
             // Two cuts in every five land while edged runs: each waits until edged has re-armed
-            // the slot it booted, so the update moves on. Three come in a row during boot,
-            // before edged starts, while slot B is being written (out of the order): they use up
-            // A's attempts, and the bootloader then gives A its attempts back, never B. (Before
-            // the install, B is still the provisioned fallback, and boots as such.)
+            // the slot it booted, so the update moves on. While slot B is out of the order (as
+            // provisioned, and while it is being written), the other three come in a row during
+            // boot, before edged starts: they use up A's attempts, and the bootloader then gives
+            // A its attempts back, never B.
             const bool during_boot =
                 power_cut && round % 5 >= 2 &&
                 test::readFile(state / "bootenv").find("BOOT_ORDER=A\n") != std::string::npos;
