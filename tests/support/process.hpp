@@ -76,5 +76,7 @@ bool waitUntil(const std::function<bool()>& pred, std::chrono::milliseconds time
 std::string readFile(const std::filesystem::path& path);
 /// Replaces a file's contents, creating its folder when missing.
 void writeFile(const std::filesystem::path& path, const std::string& text);
+/// writeFile of "#!/bin/sh\n" + body, made executable (a stand-in for a tool in unit tests).
+void writeScript(const std::filesystem::path& path, const std::string& body);
 
 }  // namespace edge::test

@@ -1,5 +1,3 @@
-#include <sys/stat.h>
-
 #include <catch2/catch.hpp>
 
 #include "firmware/boot_control_factory.hpp"
@@ -9,6 +7,7 @@
 #include "firmware/firmware_config.hpp"
 #include "firmware/grub/grub_boot_control.hpp"
 #include "firmware/uboot/uboot_boot_control.hpp"
+#include "tests/fakes/fake_uboot.hpp"
 #include "tests/unit/firmware/firmware_test_support.hpp"
 
 namespace edge::firmware {
@@ -19,6 +18,8 @@ using test::stateOf;
 using test::TempDir;
 using test::what;
 using test::writeFile;
+using edge::test::writeScript;
+using edge::test::FakeUBoot;
 
 Slot boot(FileBootControl& control) {
     auto slot = control.simulateBoot();
@@ -26,44 +27,6 @@ Slot boot(FileBootControl& control) {
     REQUIRE(slot);
     return *slot;
 }
-
-void writeScript(const std::filesystem::path& path, const std::string& body) {
-    writeFile(path, "#!/bin/sh\n" + body);
-    ::chmod(path.c_str(), 0755);
-}
-
-// Fake fw_printenv / fw_setenv over a KEY=VALUE file; fw_setenv appends each call to a log.
-struct FakeUBoot {
-    explicit FakeUBoot(const std::filesystem::path& dir)
-        : env(dir / "ubootenv"),
-          log(dir / "fw_setenv.log"),
-          printenv(dir / "fw_printenv"),
-          setenv(dir / "fw_setenv"),
-          cmdline(dir / "cmdline") {
-        writeScript(printenv, "env='" + env.string() + "'\n" + R"(
-[ "$1" = "-n" ] || { echo "usage: fw_printenv -n VAR" >&2; exit 2; }
-line=$(grep "^$2=" "$env" 2>/dev/null | tail -n 1)
-if [ -z "$line" ]; then echo "## Error: \"$2\" not defined" >&2; exit 1; fi
-printf '%s\n' "${line#*=}"
-)");
-        writeScript(setenv, "env='" + env.string() + "'\nlog='" + log.string() + "'\n" + R"(
-[ -f "$env.fail" ] && { echo "Cannot write environment" >&2; exit 1; }
-name=$1; shift
-printf '%s=%s\n' "$name" "$*" >> "$log"
-{ grep -v "^$name=" "$env" 2>/dev/null; printf '%s=%s\n' "$name" "$*"; } > "$env.tmp"
-mv "$env.tmp" "$env"
-)");
-        writeFile(cmdline, "console=ttyS0 root=/dev/mmcblk0p2 rauc.slot=A quiet\n");
-    }
-    UBootConfig config() const {
-        UBootConfig c;
-        c.fw_printenv = {printenv.string()};
-        c.fw_setenv = {setenv.string()};
-        c.cmdline = cmdline;
-        return c;
-    }
-    std::filesystem::path env, log, printenv, setenv, cmdline;
-};
 
 // Running slot B after its trial boot: markGood makes it primary with all its attempts;
 // fallBack then disarms it again.
