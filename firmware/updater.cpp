@@ -145,8 +145,9 @@ Status Updater::afterBoot(const HealthCheck& health) {
             if (r.state == UpdateState::kFailed && booted == target) return {};
             if (r.state == UpdateState::kCommitted && booted != target) {
                 // The committed slot used up its attempts (it panics now, or power cuts during
-                // boot took them) and the bootloader fell back: the record says so, and the
-                // version running is the previous one. markGood then drops the spent slot.
+                // boot took them), or the bootloader skipped it on its last attempt, and the
+                // old slot runs: the record says so, with the previous version as current, and
+                // the committed slot leaves the order, as any failed target does.
                 st = machine_.fire(UpdateEvent::kBootedOld, [&](UpdateRecord& rec) {
                     rec.reason = fmt::format(
                         "slot {} stopped booting after version {} was committed; the "
@@ -154,6 +155,7 @@ Status Updater::afterBoot(const HealthCheck& health) {
                         slotName(target), rec.target.version, slotName(booted));
                 });
                 if (!st) return fail(std::move(st.error()).wrap("firmware update after boot"));
+                return boot_->fallBack(target);
             }
             return boot_->markGood(booted);
         case UpdateState::kRebooting:

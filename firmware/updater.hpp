@@ -31,8 +31,8 @@
 //   reboots or power cuts before the update moves on never drain it)
 //   Verifying / Committing + booted old            -> BootedOld (RollingBack)
 //   any other non-final state                      -> Resume (re-run the entry action)
-//   Committed  + booted old                        -> BootedOld (Failed): the committed slot
-//                                                     stopped booting, the bootloader fell back
+//   Committed  + booted old                        -> BootedOld (Failed), fallBack(target):
+//                                                     the committed slot stopped booting
 //   final states                                   -> markGood(booted slot), as RAUC's
 //       mark-good service does on every boot, so the running slot never runs out of attempts —
 //       except after a failure while still on the bad target slot.

@@ -126,6 +126,27 @@ TEST_CASE("Updater: a committed slot that stops booting later fails the update, 
     CHECK(test::recordOf(dev).state == UpdateState::kFailed);
 }
 
+TEST_CASE("Updater: a committed slot the bootloader skipped on its last attempt leaves the order too",
+          "[firmware]") {
+    TempDir tmp;
+    Device dev(tmp.path());
+    settle(dev, true);
+    REQUIRE(start(dev, dev.image("BOOTS-OK", "2.0")));
+    CHECK(settle(dev, true).running == Slot::kB);
+    // A bootloader that could not store its count skipped B, on its last attempt, and booted A
+    // uncounted (the boot scripts' rule): B still has that attempt.
+    test::writeFile(dev.env, "BOOT_ORDER=B A\nBOOT_A_LEFT=3\nBOOT_B_LEFT=1\n");
+    test::writeFile(dev.booted, "A\n");
+    auto run = test::withDaemon(dev, nullptr, [&](Updater& u) { return u.afterBoot(dev.health()); });
+    INFO(what(run));
+    REQUIRE(run);
+    CHECK(test::recordOf(dev).state == UpdateState::kFailed);
+    const auto boot = test::bootStateOf(dev);
+    CHECK(boot.order == std::vector{Slot::kA});  // not kept as a fallback with its one attempt
+    CHECK(boot.attemptsLeft(Slot::kB) == 0);
+    CHECK(boot.attemptsLeft(Slot::kA) == kDefaultMaxAttempts);
+}
+
 TEST_CASE("Updater: a health check cut short gives no verdict: the slot stays on trial, the next start checks again",
           "[firmware]") {
     TempDir tmp;
