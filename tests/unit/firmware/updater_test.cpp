@@ -38,6 +38,13 @@ void installAndBoot(Device& dev, const test::TestImage& img) {
     REQUIRE(bootloader.simulateBoot() == Slot::kB);
 }
 
+// Installs an image of version into the inactive slot and commits it there.
+void commit(Device& dev, const std::string& version, Slot into) {
+    REQUIRE(start(dev, dev.image("BOOTS-OK", version)));
+    CHECK(settle(dev, true).running == into);
+    REQUIRE(test::recordOf(dev).state == UpdateState::kCommitted);
+}
+
 // The device is on its old slot, which is primary and fully armed; the target is disarmed.
 void checkBackOnOldSlot(Device& dev, const test::DeviceRun& run) {
     CHECK(run.running == Slot::kA);
@@ -100,12 +107,9 @@ TEST_CASE("Updater: a committed slot that stops booting later fails the update, 
     TempDir tmp;
     Device dev(tmp.path());
     settle(dev, true);
-    REQUIRE(start(dev, dev.image("BOOTS-OK", "2.0")));
-    CHECK(settle(dev, true).running == Slot::kB);
-    REQUIRE(start(dev, dev.image("BOOTS-OK", "3.0")));
-    CHECK(settle(dev, true).running == Slot::kA);
+    commit(dev, "2.0", Slot::kB);
+    commit(dev, "3.0", Slot::kA);
     auto rec = test::recordOf(dev);
-    REQUIRE(rec.state == UpdateState::kCommitted);
     CHECK(rec.current_version == "3.0");
     CHECK(rec.previous_version == "2.0");
 
@@ -131,8 +135,7 @@ TEST_CASE("Updater: a committed slot the bootloader skipped on its last attempt 
     TempDir tmp;
     Device dev(tmp.path());
     settle(dev, true);
-    REQUIRE(start(dev, dev.image("BOOTS-OK", "2.0")));
-    CHECK(settle(dev, true).running == Slot::kB);
+    commit(dev, "2.0", Slot::kB);
     // A bootloader that could not store its count skipped B, on its last attempt, and booted A
     // uncounted (the boot scripts' rule): B still has that attempt.
     test::writeFile(dev.env, "BOOT_ORDER=B A\nBOOT_A_LEFT=3\nBOOT_B_LEFT=1\n");
