@@ -147,6 +147,26 @@ std::string firmwareState(const nlohmann::json& ota) {
     return ota["firmware"].value("state", "");
 }
 
+/// After the kills: starts edged and lets the update finish undisturbed, playing the bootloader
+/// at each reboot it asks for (seen_reboots: those already played), for up to five boots.
+/// Returns the firmware state it ended in.
+std::string finishUndisturbed(test::FleetHarness& fleet, const std::string& id, std::size_t& seen_reboots) {
+    fleet.startDevice(id);
+    std::string state;
+    for (int boot = 0; boot < 5; ++boot) {
+        test::waitUntil([&] {
+            state = firmwareState(getJson(fleet, id, "/v1/ota"));
+            return state == "committed" || state == "failed" || reboots(fleet, id) > seen_reboots;
+        }, 20s);
+        if (state == "committed" || state == "failed") break;
+        if (reboots(fleet, id) > seen_reboots) {
+            seen_reboots = reboots(fleet, id);
+            reboot(fleet, id);
+        }
+    }
+    return state;
+}
+
 }  // namespace
 
 TEST_CASE("OTA: models and A/B firmware from the artifact store, with provenance, health check and rollback",
@@ -576,19 +596,8 @@ TEST_CASE("OTA: SIGKILL and power cuts at random instants of download, model swi
                 if (bootloader(fleet, id).find("no slot had boot attempts left") != std::string::npos) ++resets;
             }
         }
-        if (!settled()) {
-            // Let it finish undisturbed (the last kill may have been a reboot request).
-            fleet.startDevice(id);
-            for (int i = 0; i < 5 && !settled(); ++i) {
-                if (test::waitUntil(settled, 10s)) break;
-                if (reboots(fleet, id) > seen_reboots) {
-                    seen_reboots = reboots(fleet, id);
-                    fleet.killDevice(id);
-                    bootloader(fleet, id);
-                    fleet.startDevice(id);
-                }
-            }
-        }
+        // Then it finishes undisturbed (the last kill may have been a reboot request).
+        if (!settled()) final_state = finishUndisturbed(fleet, id, seen_reboots);
         const auto ota = getJson(fleet, id, "/v1/ota");
         INFO(id << (power_cut ? " (power cuts)" : " (crashes)") << ": kills " << kills << ", reboots " << seen_reboots
                 << ", cuts during boot " << boot_cuts << " (whole bursts " << full_bursts << "), resets " << resets
@@ -747,19 +756,7 @@ TEST_CASE("OTA: edged killed right after each persisted firmware transition ends
         }
         std::filesystem::remove(fleet.dir / (id + ".crash-at"));
         // Undisturbed now: it settles within a few boots.
-        fleet.startDevice(id);
-        std::string final_state;
-        for (int boot = 0; boot < 4; ++boot) {
-            test::waitUntil([&] {
-                final_state = firmwareState(getJson(fleet, id, "/v1/ota"));
-                return final_state == "committed" || final_state == "failed" || reboots(fleet, id) > seen_reboots;
-            }, 20s);
-            if (final_state == "committed" || final_state == "failed") break;
-            seen_reboots = reboots(fleet, id);
-            fleet.killDevice(id);
-            bootloader(fleet, id);
-            fleet.startDevice(id);
-        }
+        const auto final_state = finishUndisturbed(fleet, id, seen_reboots);
         const auto ota = getJson(fleet, id, "/v1/ota");
         INFO(ota.dump() << "\nstates:\n" << test::readFile(fleet.dir / (id + ".state-steps")));
         const auto bootenv = test::readFile(fleet.dir / "state" / id / "bootenv");

@@ -410,12 +410,7 @@ inline UpdateRecord recordOf(const Device& dev) {
     return *rec;
 }
 
-inline BootState bootStateOf(const Device& dev) {
-    auto st = dev.rig->control()->state();
-    INFO(what(st));
-    REQUIRE(st);
-    return *st;
-}
+inline BootState bootStateOf(const Device& dev) { return stateOf(*dev.rig->control()); }
 
 /// Three updates through a real bootloader (rig): a healthy image is committed, one whose
 /// health check fails and one that panics before the daemon runs end on the committed slot,
